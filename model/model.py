@@ -1,0 +1,231 @@
+"""EconomyModel: the tax game as a Mesa model.
+
+Each step runs the stages ``plan`` (the planner acts at tax-year boundaries, never at
+step 0), ``work`` (one batched decision for all workers), ``settle`` (tax, rebate,
+utility) and ``vote`` (an extension point; the base game holds no elections), then
+collects data.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from agents.planner import PlannerAgent, make_rule
+from agents.worker import WORKER_MINDS, Workforce, WorkerAgent
+from calibration.population import DEFAULT_SOURCE, sample_population
+from model.economy import (HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility, equilibrium,
+                           representative_skills, settle)
+from model.taxes import bracket_set
+from model.welfare import DEFAULT_OBJECTIVE, atkinson, gini, inverse_skill_weights, paper_swf, rawlsian, utilitarian
+from model.welfare import objective as objective_function
+
+PRESETS = ("calibrated", "paper")
+PRESET_DEFAULTS = {
+    "paper": {"brackets": "three", "planner": "fixed", "population": "paper_gb2", "hours_grid": 10.0,
+              "standard_deduction": False},
+    "calibrated": {"brackets": "us_2025_single", "planner": "us_federal", "population": None, "hours_grid": None,
+                   "standard_deduction": True},
+}
+CALIBRATION_BRACKETS = "us_2025_single"
+METRICS = ("objective", "paper_swf", "utilitarian", "inverse_skill", "rawlsian", "atkinson", "gini_pre_tax",
+           "gini_post_tax", "mean_income", "equality_productivity", "mean_hours", "median_hours", "share_zero_hours",
+           "share_at_cap", "revenue", "rebate")
+WORKER_REPORTERS = {name: name for name in ("skill", "hours", "income", "tax", "utility")}
+
+
+class EconomyDataCollector(mesa.DataCollector):
+    """Model data every step; worker data every ``agent_interval`` steps (0 = never)."""
+
+    def __init__(self, agent_interval: int, **kwargs):
+        super().__init__(**kwargs)
+        self.agent_interval = agent_interval
+
+    def collect(self, model):
+        reporters = self.agenttype_reporters
+        if not self.agent_interval or int(model.time) % self.agent_interval:
+            self.agenttype_reporters = {}
+        try:
+            super().collect(model)
+        finally:
+            self.agenttype_reporters = reporters
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class EconomyModel(mesa.Model):
+    """Workers choose hours under a planner's piecewise-linear tax schedule; revenue is rebated lump sum.
+
+    Args:
+        workers: number of workers.
+        preset: ``calibrated`` (isoelastic utility, default) or ``paper`` (the reference formulas).
+        brackets: bracket set (``us_2025_single``, ``us_2024_single``, ``three``, ``flat``); preset default.
+        planner: ``fixed``, ``us_federal``, ``saez``, ``saez_reference``, ``oracle`` or ``blackbox``.
+        worker_mind: how workers decide (``rational``).
+        tax_year_length: steps per tax year T; the planner acts every T steps.
+        objective: planner objective (``paper_swf``, ``utilitarian``, ``inverse_skill``, ``rawlsian``,
+            ``equality_productivity``); preset default.
+        max_steps: steps after which ``running`` turns False.
+        agent_interval: collect worker data every this many steps (0 = off, for large populations).
+        skills: explicit skills (overrides the population source); ``workers`` is then their number.
+        population: population source name (see :mod:`calibration.population`).
+        initial_rates: rates in force at step 0 (default: the bracket set's, or the planner's own).
+        planner_options: keyword arguments for the planner rule (e.g. ``{"rates": [...]}`` for ``fixed``).
+        hours_grid: restrict hours to multiples of this (paper default 10); ``0`` for exact hours.
+        standard_deduction: apply the bracket set's standard deduction (calibrated default).
+        eta: curvature of utility of consumption (calibrated preset).
+        frisch: Frisch elasticity of hours (calibrated preset).
+        rng: seed or numpy Generator; all randomness flows from it.
+    """
+
+    def __init__(self, workers: int = 100, preset: str = "calibrated", brackets: str | None = None,
+                 planner: str | None = None, worker_mind: str = "rational", tax_year_length: int = 25,
+                 objective: str | None = None, max_steps: int = 100, agent_interval: int = 1, skills=None,
+                 population: str | None = None, initial_rates=None, planner_options: dict | None = None,
+                 hours_grid: float | None = None, standard_deduction: bool | None = None, eta: float = 1.0,
+                 frisch: float = 0.4, rng=None):
+        super().__init__(rng=rng)
+        if preset not in PRESETS:
+            raise ValueError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+        defaults = PRESET_DEFAULTS[preset]
+        self.preset = preset
+        self.tax_year_length = _positive_int("tax_year_length", tax_year_length)
+        self.max_steps = _positive_int("max_steps", max_steps)
+        self.agent_interval = _positive_int("agent_interval", agent_interval, minimum=0)
+        self.objective_name = objective or DEFAULT_OBJECTIVE[preset]
+        self._score = objective_function(self.objective_name)
+        if worker_mind not in WORKER_MINDS:
+            raise ValueError(f"worker_mind: unknown mind {worker_mind!r}; allowed: {', '.join(WORKER_MINDS)}")
+        grid = defaults["hours_grid"] if hours_grid is None else float(hours_grid)
+        if grid is not None and grid != 0 and not (0 < grid <= HOURS_CAP):
+            raise ValueError(f"hours_grid: must be 0 (exact hours) or in (0, {HOURS_CAP:g}], got {hours_grid!r}")
+        self.hours_grid = grid or None
+        self.hours_cap = HOURS_CAP
+
+        self.workforce = self._draw_workforce(workers, skills, population or defaults["population"] or DEFAULT_SOURCE)
+        self.bracket_set = bracket_set(brackets or defaults["brackets"])
+        deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
+        schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
+        self.preferences = self._preferences(eta, frisch)
+        self.worker_mind = WORKER_MINDS[worker_mind](self.preferences, cap=self.hours_cap, grid=self.hours_grid)
+        WorkerAgent.create_agents(self, len(self.workforce), index=np.arange(len(self.workforce)))
+        self.skill_weights = inverse_skill_weights(self.workforce.skill)
+
+        rule = make_rule(planner or defaults["planner"], **(planner_options or {}))
+        self.planner = PlannerAgent(self, rule, schedule)
+        rates = rule.initial_rates(self)
+        if rates is not None:
+            self.planner.schedule = schedule.with_rates(rates)
+            self.planner.history = [(0, tuple(self.planner.schedule.rates))]
+        self.period = -1
+        self.expected_rebate = equilibrium(representative_skills(self.workforce.skill), self.schedule,
+                                           self.preferences, cap=self.hours_cap, grid=self.hours_grid).rebate
+        self.workforce.hours[:] = self.worker_mind.decide(self)
+        self.settle()
+
+        self.datacollector = EconomyDataCollector(
+            self.agent_interval,
+            model_reporters={name: name for name in (*METRICS, *self.rate_names)},
+            agenttype_reporters={WorkerAgent: WORKER_REPORTERS} if self.agent_interval else None)
+        self.datacollector.collect(self)
+
+    # --- construction helpers -------------------------------------------------------------
+    def _draw_workforce(self, workers, skills, population) -> Workforce:
+        if skills is not None:
+            skills = np.asarray(skills, dtype=float).ravel()
+            if skills.size == 0 or not np.all(np.isfinite(skills)) or np.any(skills <= 0):
+                raise ValueError("skills: must be a non-empty array of finite positive numbers")
+            return Workforce(skills)
+        workers = _positive_int("workers", workers)
+        frame = sample_population(population, workers, self.rng)
+        return Workforce(frame["skill"].to_numpy(dtype=float), frame.drop(columns="skill"))
+
+    def _preferences(self, eta, frisch):
+        if self.preset == "paper":
+            return LinearPreferences()
+        if not (np.isfinite(eta) and eta > 0):
+            raise ValueError(f"eta: must be a positive number, got {eta!r}")
+        if not (np.isfinite(frisch) and frisch > 0):
+            raise ValueError(f"frisch: must be a positive number, got {frisch!r}")
+        reference = bracket_set(CALIBRATION_BRACKETS).schedule()
+        return calibrate_disutility(self.workforce.skill, reference, eta=eta, frisch=frisch, cap=HOURS_CAP)
+
+    # --- state ----------------------------------------------------------------------------
+    @property
+    def schedule(self):
+        """The tax schedule in force."""
+        return self.planner.schedule
+
+    @property
+    def rate_names(self) -> tuple[str, ...]:
+        return tuple(f"rate_{j + 1}" for j in range(self.schedule.n_brackets))
+
+    @property
+    def tax_year(self) -> int:
+        return max(self.period, 0) // self.tax_year_length
+
+    @property
+    def is_tax_year_start(self) -> bool:
+        return self.period > 0 and self.period % self.tax_year_length == 0
+
+    @property
+    def workers(self):
+        return self.agents_by_type[WorkerAgent]
+
+    # --- stages ---------------------------------------------------------------------------
+    def step(self):
+        self.period = int(self.time) - 1
+        self.plan()
+        self.work()
+        self.settle()
+        self.vote()
+        self.datacollector.collect(self)
+        if self.time >= self.max_steps:
+            self.running = False
+
+    def plan(self):
+        """The planner acts (at tax-year boundaries only)."""
+        self.agents_by_type[PlannerAgent].do("plan")
+
+    def work(self):
+        """All workers choose hours in one batched decision."""
+        self.workforce.hours[:] = self.worker_mind.decide(self)
+
+    def settle(self):
+        """Collect taxes, rebate the revenue equally, and score the step."""
+        w = self.workforce
+        outcome = settle(w.skill, w.hours, self.schedule, None, self.preferences)
+        w.income, w.tax, w.consumption, w.utility = outcome.income, outcome.tax, outcome.consumption, outcome.utility
+        self.expected_rebate = outcome.rebate
+        self.outcome = outcome
+        self._record_metrics(outcome)
+
+    def vote(self):
+        """Elections happen here in scenarios that hold them; the base game has none."""
+
+    def _record_metrics(self, outcome):
+        w = self.workforce
+        post_tax = outcome.consumption - self.preferences.base_consumption
+        self.objective = float(self._score(outcome, w.skill))
+        self.paper_swf = paper_swf(outcome.utility, outcome.income)
+        self.utilitarian = utilitarian(outcome.utility)
+        self.inverse_skill = float(np.mean(self.skill_weights * outcome.utility))
+        self.rawlsian = rawlsian(outcome.utility)
+        self.atkinson = atkinson(outcome.consumption, 1.0)
+        self.gini_pre_tax = gini(outcome.income)
+        self.gini_post_tax = gini(post_tax)
+        self.mean_income = float(outcome.income.mean())
+        n = len(w)
+        self.equality_productivity = (1.0 - self.gini_post_tax * n / max(n - 1, 1)) * self.mean_income
+        self.mean_hours = float(w.hours.mean())
+        self.median_hours = float(np.median(w.hours))
+        self.share_zero_hours = float(np.mean(w.hours <= 0.0))
+        self.share_at_cap = float(np.mean(w.hours >= self.hours_cap))
+        self.revenue = outcome.revenue
+        self.rebate = outcome.rebate
+        for name, rate in zip(self.rate_names, self.schedule.rates, strict=True):
+            setattr(self, name, float(rate))
