@@ -250,9 +250,19 @@ def equilibrium(skills, schedule: TaxSchedule, preferences: Preferences, *, cap:
     first = outcome(0.0)
     if not preferences.income_effects or first.revenue == 0.0:
         return settle(skills, first.hours, schedule, first.revenue / skills.size, preferences)
-    gap = lambda rebate: outcome(rebate).revenue / skills.size - rebate  # noqa: E731 - decreasing in R
+    # gap(R) = revenue(R)/N - R falls with R and is nearly linear: secant steps from R = 0,
+    # with Brent's method on [0, max revenue] as the fallback.
+    gap = lambda result: result.revenue / skills.size - result.rebate  # noqa: E731
+    previous, current = first, outcome(first.revenue / skills.size)
+    for _ in range(12):
+        if abs(gap(current)) <= 1e-9 * (1.0 + current.rebate):
+            return current
+        slope = (gap(current) - gap(previous)) / (current.rebate - previous.rebate)
+        if not np.isfinite(slope) or slope >= 0:
+            break
+        previous, current = current, outcome(max(current.rebate - gap(current) / slope, 0.0))
     high = float(schedule.tax(skills * cap).mean())
-    rebate = high if gap(high) >= 0 else optimize.brentq(gap, 0.0, high, xtol=1e-9, rtol=1e-12)
+    rebate = optimize.brentq(lambda r: gap(outcome(r)), 0.0, high, xtol=1e-9, rtol=1e-12)
     return outcome(rebate)
 
 
