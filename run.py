@@ -25,9 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=250, help="steps per run")
     parser.add_argument("--tax-year-length", type=int, default=25, help="steps per tax year")
     parser.add_argument("--preset", choices=PRESETS, default="calibrated", help="economics preset")
-    parser.add_argument("--brackets", choices=BRACKET_SETS, default=None, help="bracket set (default: the preset's)")
+    parser.add_argument("--brackets", choices=BRACKET_SETS, default=None, help="bracket set; None means the preset's")
     parser.add_argument("--planners", default=",".join(DEFAULT_PLANNERS), help="comma-separated planners")
-    parser.add_argument("--objective", default=None, help="planner objective (default: the preset's)")
+    parser.add_argument("--objective", default=None, help="planner objective; None means the preset's")
     parser.add_argument("--seed", type=int, default=42, help="random seed")
     return parser.parse_args(argv)
 
