@@ -43,7 +43,7 @@ def sample_population(source: str, n: int, rng: np.random.Generator) -> pd.DataF
     """Draw ``n`` workers from the named source."""
     if source not in SOURCES:
         raise ValueError(f"population: unknown source {source!r}; allowed: {', '.join(sorted(SOURCES))}")
-    frame = source_frame = SOURCES[source](n, rng)
-    if "skill" not in source_frame.columns or len(frame) != n:
+    frame = SOURCES[source](n, rng)
+    if "skill" not in frame.columns or len(frame) != n:
         raise ValueError(f"population: source {source!r} must return {n} rows with a 'skill' column")
     return frame
