@@ -122,7 +122,7 @@ class PlannerAgent(mesa.Agent):
         super().__init__(model)
         self.rule = rule
         self.schedule = schedule
-        self.history: list[tuple[int, tuple[float, ...]]] = [(0, tuple(schedule.rates))]
+        self.history: list[tuple[int, tuple[float, ...]]] = [(0, tuple(map(float, schedule.rates)))]
 
     def plan(self) -> None:
         """At a tax-year boundary (never at step 0), let the rule set new rates."""
@@ -130,5 +130,5 @@ class PlannerAgent(mesa.Agent):
             return
         rates = np.asarray(self.rule.decide(self.model), dtype=float)
         self.schedule = self.schedule.with_rates(rates)
-        self.history.append((self.model.period, tuple(self.schedule.rates)))
+        self.history.append((self.model.period, tuple(map(float, self.schedule.rates))))
 

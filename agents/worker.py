@@ -71,6 +71,11 @@ class WorkerAgent(mesa.Agent):
         return table[name].iat[self.index] if name in table.columns else default
 
     @property
+    def vote(self) -> int:
+        """Worker index this worker voted for in the last election (-1 if none)."""
+        return int(self.model.votes[self.index])
+
+    @property
     def persona(self) -> str | None:
         return self.attribute("persona")
 

@@ -12,15 +12,18 @@ import mesa
 import numpy as np
 
 from agents.planner import PlannerAgent, make_rule
+from agents.voting import LeaderRule, RationalElection
 from agents.worker import WORKER_MINDS, Workforce, WorkerAgent
 from calibration.population import DEFAULT_SOURCE, sample_population
 from model.economy import (HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility, equilibrium,
                            representative_skills, settle)
+from model.network import NETWORKS, build_network
 from model.taxes import bracket_set
 from model.welfare import DEFAULT_OBJECTIVE, atkinson, gini, inverse_skill_weights, paper_swf, rawlsian, utilitarian
 from model.welfare import objective as objective_function
 
 PRESETS = ("calibrated", "paper")
+SCENARIOS = ("rational", "democratic")
 PRESET_DEFAULTS = {
     "paper": {"brackets": "three", "planner": "fixed", "population": "paper_gb2", "hours_grid": 10.0,
               "standard_deduction": False},
@@ -79,6 +82,13 @@ class EconomyModel(mesa.Model):
         standard_deduction: apply the bracket set's standard deduction (calibrated default).
         eta: curvature of utility of consumption (calibrated preset).
         frisch: Frisch elasticity of hours (calibrated preset).
+        scenario: ``rational`` (a planner sets the rates) or ``democratic`` (workers elect a leader at the
+            end of each tax year, who sets the next year's rates; ``planner`` is then unused).
+        network: social network over workers: ``homophily`` (default when democratic), ``watts_strogatz``,
+            ``barabasi_albert`` or ``none`` (default otherwise).
+        binding_platforms: the leader must enact its platform (default: it maximises its own utility).
+        conformity: weight in [0, 1] of neighbours' preferences in each rational vote.
+        candidates: number of workers who run in each election.
         rng: seed or numpy Generator; all randomness flows from it.
     """
 
@@ -87,7 +97,8 @@ class EconomyModel(mesa.Model):
                  objective: str | None = None, max_steps: int = 100, agent_interval: int = 1, skills=None,
                  population: str | None = None, initial_rates=None, planner_options: dict | None = None,
                  hours_grid: float | None = None, standard_deduction: bool | None = None, eta: float = 1.0,
-                 frisch: float = 0.4, rng=None):
+                 frisch: float = 0.4, scenario: str = "rational", network: str | None = None,
+                 binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5, rng=None):
         super().__init__(rng=rng)
         if preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
@@ -115,12 +126,26 @@ class EconomyModel(mesa.Model):
         WorkerAgent.create_agents(self, len(self.workforce), index=np.arange(len(self.workforce)))
         self.skill_weights = inverse_skill_weights(self.workforce.skill)
 
-        rule = make_rule(planner or defaults["planner"], **(planner_options or {}))
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario: unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
+        self.scenario_name = scenario
+        network = network or ("homophily" if scenario == "democratic" else "none")
+        if network not in NETWORKS:
+            raise ValueError(f"network: unknown network {network!r}; allowed: {', '.join(NETWORKS)}")
+        self.network = build_network(network, self.workforce.skill, self.workforce.attributes, self.rng)
+        self.elections: list[dict] = []
+        self.votes = np.full(len(self.workforce), -1)
+        if scenario == "democratic":
+            self.election = RationalElection(candidates=candidates, conformity=conformity)
+            rule = LeaderRule(binding=bool(binding_platforms))
+        else:
+            self.election = None
+            rule = make_rule(planner or defaults["planner"], **(planner_options or {}))
         self.planner = PlannerAgent(self, rule, schedule)
         rates = rule.initial_rates(self)
         if rates is not None:
             self.planner.schedule = schedule.with_rates(rates)
-            self.planner.history = [(0, tuple(self.planner.schedule.rates))]
+            self.planner.history = [(0, tuple(map(float, self.planner.schedule.rates)))]
         self.period = -1
         self.expected_rebate = equilibrium(representative_skills(self.workforce.skill), self.schedule,
                                            self.preferences, cap=self.hours_cap, grid=self.hours_grid).rebate
@@ -129,7 +154,7 @@ class EconomyModel(mesa.Model):
 
         self.datacollector = EconomyDataCollector(
             self.agent_interval,
-            model_reporters={name: name for name in (*METRICS, *self.rate_names)},
+            model_reporters={name: name for name in (*METRICS, *self.rate_names, "leader")},
             agenttype_reporters={WorkerAgent: WORKER_REPORTERS} if self.agent_interval else None)
         self.datacollector.collect(self)
 
@@ -204,8 +229,18 @@ class EconomyModel(mesa.Model):
         self.outcome = outcome
         self._record_metrics(outcome)
 
+    @property
+    def leader(self) -> int:
+        """Worker index of the elected leader (-1 before the first election or without elections)."""
+        return self.elections[-1]["leader"] if self.elections else -1
+
     def vote(self):
-        """Elections happen here in scenarios that hold them; the base game has none."""
+        """In the democratic scenario, elect a leader on the last step of each tax year."""
+        if self.election is None or (self.period + 1) % self.tax_year_length:
+            return
+        result = self.election.hold(self)
+        self.votes = np.asarray(result.candidates)[result.ballots]
+        self.elections.append(result.as_record())
 
     def _record_metrics(self, outcome):
         w = self.workforce
