@@ -88,9 +88,15 @@ class RationalMind:
     def __init__(self, preferences: Preferences, *, cap: float = HOURS_CAP, grid: float | None = None):
         self.preferences, self.cap, self.grid = preferences, cap, grid
 
+    def initial_hours(self, model) -> np.ndarray:
+        return self.decide(model)
+
+    def observe(self, model) -> None:
+        """Rational workers keep no history."""
+
     def decide(self, model) -> np.ndarray:
         return best_response(model.workforce.skill, model.schedule, model.expected_rebate, self.preferences,
                              cap=self.cap, grid=self.grid)
 
 
-WORKER_MINDS = {"rational": RationalMind}
+WORKER_MINDS = ("rational", "llm")

@@ -8,12 +8,16 @@ collects data.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mesa
 import numpy as np
 
-from agents.planner import PlannerAgent, make_rule
+from agents.archetypes import Archetypes
+from agents.planner import PLANNERS, PlannerAgent, make_rule
+from agents.prompts import PROMPT_MODES
 from agents.voting import LeaderRule, RationalElection
-from agents.worker import WORKER_MINDS, Workforce, WorkerAgent
+from agents.worker import WORKER_MINDS, RationalMind, Workforce, WorkerAgent
 from calibration.population import DEFAULT_SOURCE, sample_population
 from model.economy import (HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility, equilibrium,
                            representative_skills, settle)
@@ -89,6 +93,12 @@ class EconomyModel(mesa.Model):
         binding_platforms: the leader must enact its platform (default: it maximises its own utility).
         conformity: weight in [0, 1] of neighbours' preferences in each rational vote.
         candidates: number of workers who run in each election.
+        backend, base_url, llm_model, llm_store: LLM settings for LLM minds (see :mod:`llm`); ``auto``
+            uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model.
+        prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
+        history_length: steps of its own history an LLM worker sees.
+        archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
+        run_id: identity of the run in the LLM response store (for replay and resume).
         rng: seed or numpy Generator; all randomness flows from it.
     """
 
@@ -98,7 +108,10 @@ class EconomyModel(mesa.Model):
                  population: str | None = None, initial_rates=None, planner_options: dict | None = None,
                  hours_grid: float | None = None, standard_deduction: bool | None = None, eta: float = 1.0,
                  frisch: float = 0.4, scenario: str = "rational", network: str | None = None,
-                 binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5, rng=None):
+                 binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5,
+                 backend: str = "auto", base_url: str | None = None, llm_model: str | None = None,
+                 llm_store: str = "results/llm-responses.sqlite", prompt_mode: str = "improved", history_length: int = 50,
+                 archetypes: int = 0, run_id: str = "run", rng=None):
         super().__init__(rng=rng)
         if preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
@@ -122,7 +135,23 @@ class EconomyModel(mesa.Model):
         deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
         schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
         self.preferences = self._preferences(eta, frisch)
-        self.worker_mind = WORKER_MINDS[worker_mind](self.preferences, cap=self.hours_cap, grid=self.hours_grid)
+        planner = planner or defaults["planner"]
+        if planner not in (*PLANNERS, "llm"):
+            raise ValueError(f"planner: unknown planner {planner!r}; allowed: {', '.join((*PLANNERS, 'llm'))}")
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode: unknown mode {prompt_mode!r}; allowed: {', '.join(PROMPT_MODES)}")
+        self.llm = self._llm_client(backend, base_url, llm_model, llm_store) if "llm" in (worker_mind, planner) else None
+        if worker_mind == "llm":
+            from agents.llm_minds import LLMWorkerMind
+
+            groups = Archetypes.fit(self.workforce.skill, self.workforce.attributes, archetypes, self.rng) \
+                if archetypes else None
+            self.worker_mind = LLMWorkerMind(self.preferences, cap=self.hours_cap, grid=self.hours_grid,
+                                             client=self.llm, mode=prompt_mode,
+                                             history_length=_positive_int("history_length", history_length, 0),
+                                             run_id=run_id, archetypes=groups)
+        else:
+            self.worker_mind = RationalMind(self.preferences, cap=self.hours_cap, grid=self.hours_grid)
         WorkerAgent.create_agents(self, len(self.workforce), index=np.arange(len(self.workforce)))
         self.skill_weights = inverse_skill_weights(self.workforce.skill)
 
@@ -140,7 +169,7 @@ class EconomyModel(mesa.Model):
             rule = LeaderRule(binding=bool(binding_platforms))
         else:
             self.election = None
-            rule = make_rule(planner or defaults["planner"], **(planner_options or {}))
+            rule = self._planner_rule(planner, planner_options, prompt_mode, run_id)
         self.planner = PlannerAgent(self, rule, schedule)
         rates = rule.initial_rates(self)
         if rates is not None:
@@ -149,7 +178,7 @@ class EconomyModel(mesa.Model):
         self.period = -1
         self.expected_rebate = equilibrium(representative_skills(self.workforce.skill), self.schedule,
                                            self.preferences, cap=self.hours_cap, grid=self.hours_grid).rebate
-        self.workforce.hours[:] = self.worker_mind.decide(self)
+        self.workforce.hours[:] = self.worker_mind.initial_hours(self)
         self.settle()
 
         self.datacollector = EconomyDataCollector(
@@ -178,6 +207,25 @@ class EconomyModel(mesa.Model):
             raise ValueError(f"frisch: must be a positive number, got {frisch!r}")
         reference = bracket_set(CALIBRATION_BRACKETS).schedule()
         return calibrate_disutility(self.workforce.skill, reference, eta=eta, frisch=frisch, cap=HOURS_CAP)
+
+    def _llm_client(self, backend, base_url, llm_model, llm_store):
+        from llm import LLMClient, LLMConfig
+
+        if llm_store:
+            Path(llm_store).parent.mkdir(parents=True, exist_ok=True)
+        return LLMClient(LLMConfig.from_env(backend=backend, base_urls=base_url, model=llm_model,
+                                            store_path=llm_store))
+
+    def _planner_rule(self, planner, options, prompt_mode, run_id):
+        if planner == "llm":
+            from agents.llm_minds import LLMPlannerRule
+
+            return LLMPlannerRule(self.llm, mode=prompt_mode, run_id=run_id, **(options or {}))
+        return make_rule(planner, **(options or {}))
+
+    def workers_persona(self, row: int) -> str | None:
+        table = self.workforce.attributes
+        return str(table["persona"].iat[row]) if "persona" in table.columns else None
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -228,6 +276,8 @@ class EconomyModel(mesa.Model):
         self.expected_rebate = outcome.rebate
         self.outcome = outcome
         self._record_metrics(outcome)
+        if self.period >= 0:
+            self.worker_mind.observe(self)
 
     @property
     def leader(self) -> int:

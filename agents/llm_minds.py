@@ -1,0 +1,149 @@
+"""LLM minds: workers that choose hours, and a planner that chooses rates, by prompting a model.
+
+Every stage is one batch through the LLM layer (``llm.LLMClient.run_batch``), each request
+keyed ``(run_id, period, stage, decider)`` so a run can be replayed or resumed from the
+response store. A failed answer never stops a run: a worker keeps its last hours and the
+planner keeps its rates, and both count the failure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.prompts import PaperDelta, PaperLabor, PlannerAnswer, WorkerAnswer, WorkerMemory, worker_messages
+from llm import LLMRequest
+
+DEFAULT_HOURS = 40.0
+
+
+class LLMWorkerMind:
+    """Hours from an LLM prompted with each worker's own history (in-context learning of its utility).
+
+    With ``archetypes`` (see :mod:`agents.archetypes`), one request per archetype, written
+    for its most typical member, decides the hours of every member.
+    """
+
+    name = "llm"
+
+    def __init__(self, preferences, *, cap: float, grid: float | None, client, mode: str = "improved",
+                 history_length: int = 50, run_id: str = "run", archetypes=None):
+        self.preferences, self.cap, self.grid = preferences, cap, grid
+        self.client, self.mode, self.history_length, self.run_id = client, mode, history_length, run_id
+        self.archetypes = archetypes
+        self.memory: dict[int, list[WorkerMemory]] = {}
+        self.last_hours: np.ndarray | None = None
+        self.failures = 0
+        self.last_exchange: dict[int, tuple[list[dict], str | None]] = {}
+
+    def deciders(self, model) -> np.ndarray:
+        """Workforce rows that are prompted: every worker, or each archetype's representative."""
+        return np.arange(len(model.workforce)) if self.archetypes is None else self.archetypes.representatives
+
+    def initial_hours(self, model) -> np.ndarray:
+        return np.full(len(model.workforce), DEFAULT_HOURS)
+
+    def exploit(self, model) -> bool:
+        """Best-so-far at the end of each tax year and in the last 10 % of the run (the reference's switch)."""
+        return (model.period + 1) % model.tax_year_length == 0 or model.period > 0.9 * model.max_steps
+
+    def decide(self, model) -> np.ndarray:
+        deciders = self.deciders(model)
+        current = model.workforce.hours[deciders]
+        exploit = self.exploit(model)
+        schema = PaperLabor if self.mode == "paper" else WorkerAnswer
+        requests = []
+        for row in deciders.tolist():
+            messages = worker_messages(
+                worker=row, skill=float(model.workforce.skill[row]), history=self.memory.get(row, []),
+                history_length=self.history_length, exploit=exploit, mode=self.mode,
+                persona=model.workers_persona(row), schedule=model.schedule, rebate=model.expected_rebate)
+            requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages, schema=schema))
+        results = self.client.run_batch(requests)
+        chosen = current.copy()
+        for i, (request, result) in enumerate(zip(requests, results, strict=True)):
+            self.last_exchange[int(deciders[i])] = (request.messages, result.raw)
+            if result.ok:
+                value = result.value.LABOR if self.mode == "paper" else result.value.hours
+                chosen[i] = float(np.clip(value, 0.0, self.cap))
+            else:
+                self.failures += 1
+        if self.archetypes is None:
+            return chosen
+        return self.archetypes.broadcast(chosen)
+
+    def observe(self, model) -> None:
+        """Remember this step's outcome for every decider (called after settle)."""
+        w, rates = model.workforce, tuple(map(float, model.schedule.rates))
+        for row in self.deciders(model).tolist():
+            self.memory.setdefault(row, []).append(WorkerMemory(
+                model.period, rates, float(w.skill[row]), float(w.hours[row]), float(w.income[row]),
+                float(w.tax[row]), float(model.rebate), float(w.consumption[row] - model.preferences.base_consumption),
+                float(w.utility[row])))
+
+
+class LLMPlannerRule:
+    """In-context RL planner: one request per tax year with the per-year record so far.
+
+    ``paper`` mode asks for DELTA per bracket, clipped to [-20, 20] points and rounded to
+    10; ``improved`` asks for absolute rates at 1 % resolution. The prompt keeps one line per
+    tax year (rates, objective, mean hours, Gini) and the best year so far, trimmed to the
+    last ``max_years`` years so it does not grow with the run or the population.
+    """
+
+    def __init__(self, client, mode: str = "improved", run_id: str = "run", max_years: int = 20):
+        self.client, self.mode, self.run_id, self.max_years = client, mode, run_id, max_years
+        self.years: list[dict] = []
+        self.failures = 0
+        self.last_exchange: tuple[list[dict], str | None] | None = None
+
+    def initial_rates(self, model):
+        return np.full(model.schedule.n_brackets, 0.5) if self.mode == "paper" else None
+
+    def record_year(self, model) -> None:
+        self.years.append({"year": model.tax_year - 1, "rates": tuple(map(float, model.schedule.rates)),
+                           "objective": float(model.objective), "mean_hours": float(model.mean_hours),
+                           "gini": float(model.gini_post_tax)})
+
+    def messages(self, model) -> list[dict]:
+        n = model.schedule.n_brackets
+        brackets = model.schedule.describe()
+        table = "\n".join(
+            f"year {y['year']}: rates % {' '.join(f'{100 * r:.0f}' for r in y['rates'])} | objective "
+            f"{y['objective']:.6g} | mean hours {y['mean_hours']:.1f} | Gini {y['gini']:.3f}"
+            for y in self.years[-self.max_years:])
+        best = max(self.years, key=lambda y: y["objective"])
+        best_line = (f"Best so far: year {best['year']}, rates % {' '.join(f'{100 * r:.0f}' for r in best['rates'])}, "
+                     f"objective {best['objective']:.6g}.")
+        final = model.period + model.tax_year_length >= model.max_steps
+        cue = "Choose the best rates you have seen." if final else "Try rates that may do better."
+        if self.mode == "paper":
+            system = ("You are an expert tax planner who sets marginal tax rates to maximize social welfare (SWF). "
+                      "Taxes are redistributed evenly to all workers. "
+                      f"There are {n} tax brackets: {brackets}. Each tax rate can be changed by DELTA=[-20, -10, 0, 10, "
+                      "20] percent; rates stay between 0 and 100. "
+                      f'Your output MUST be a JSON like {{"DELTA": [{", ".join(["X"] * n)}]}}.')
+        else:
+            system = ("You are a tax planner. You set one marginal income-tax rate per bracket, in whole percent from 0 "
+                      f"to 100, to maximize the objective ({model.objective_name}); all revenue is returned as an "
+                      f"equal rebate. Brackets: {brackets}. "
+                      f'Answer with JSON: {{"rates": [{n} numbers], "reason": "at most 160 characters"}}.')
+        user = f"Record by tax year:\n{table}\n{best_line}\n{cue}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def decide(self, model):
+        self.record_year(model)
+        current = model.schedule.rates
+        request = LLMRequest(key=(self.run_id, model.period, "plan", "planner"), messages=self.messages(model),
+                             schema=PaperDelta if self.mode == "paper" else PlannerAnswer)
+        result = self.client.run_batch([request])[0]
+        self.last_exchange = (request.messages, result.raw)
+        values = None
+        if result.ok:
+            values = np.asarray(result.value.DELTA if self.mode == "paper" else result.value.rates, dtype=float)
+        if values is None or values.size != current.size or not np.all(np.isfinite(values)):
+            self.failures += 1
+            return current
+        if self.mode == "paper":
+            delta = np.round(np.clip(values, -20, 20) / 10) * 10 / 100
+            return np.clip(np.round(current + delta, 10), 0.0, 1.0)
+        return np.clip(np.round(values), 0, 100) / 100

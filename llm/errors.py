@@ -1,0 +1,13 @@
+"""Exceptions raised by the LLM layer (one bad answer never raises; these mean misuse or misconfiguration)."""
+
+
+class LLMConfigError(ValueError):
+    """Bad configuration: a one-line message naming the field and its allowed values."""
+
+    def __init__(self, field: str, problem: str, allowed: str):
+        self.field, self.problem, self.allowed = field, problem, allowed
+        super().__init__(f"LLM config: {field}: {problem}; allowed: {allowed}")
+
+
+class ReplayMissError(LookupError):
+    """Replay-only mode met a request that is not in the response store."""

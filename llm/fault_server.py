@@ -1,0 +1,357 @@
+"""A fault-injecting OpenAI-compatible chat-completions server on 127.0.0.1.
+
+Real HTTP/1.1 over asyncio streams, so faults such as dropped connections and stalled responses are
+exactly what a client would meet on the wire. Use it in-process::
+
+    with FaultServer(latency=0.01, fault_rate=0.3) as srv:
+        client = LLMClient(LLMConfig(base_urls=[srv.base_url]))
+        ...
+        srv.stats()["by_kind"]
+
+or as a process: ``python -m llm.fault_server --port 0 --latency 0.05 --slots 64`` prints
+``LISTENING http://127.0.0.1:PORT/v1`` and serves ``GET /stats`` with the same counters.
+
+Scripted mode: ``script(messages) -> str | dict`` gives the answer as a function of the prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import importlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable
+
+HTTP_FAULTS = ("rate_limit", "server_error", "unavailable", "disconnect", "timeout")
+CONTENT_FAULTS = ("malformed_json", "truncated_json", "wrong_keys", "out_of_range", "refusal")
+FAULT_KINDS = HTTP_FAULTS + CONTENT_FAULTS
+FORMATS = ("json_schema", "json_object", "text")
+
+Script = Callable[[list[dict]], "str | dict"]
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def example_value(schema: dict, seed: int, defs: dict | None = None) -> Any:
+    """A value that satisfies a (strict, simple) JSON schema; numbers vary with ``seed``."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return example_value(defs[schema["$ref"].rsplit("/", 1)[-1]], seed, defs)
+    if "enum" in schema:
+        return schema["enum"][seed % len(schema["enum"])]
+    if "anyOf" in schema:
+        return example_value(schema["anyOf"][0], seed, defs)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: example_value(v, seed + 7 * i, defs) for i, (k, v) in enumerate(props.items())}
+    if kind in ("integer", "number"):
+        lo = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        hi = schema.get("maximum", schema.get("exclusiveMaximum", lo + 100))
+        lo, hi = int(lo) + ("exclusiveMinimum" in schema), int(hi) - ("exclusiveMaximum" in schema)
+        value = lo + seed % max(1, hi - lo + 1)
+        return value if kind == "integer" else float(value)
+    if kind == "string":
+        return ("ok" + "x" * schema.get("minLength", 0))[: schema.get("maxLength", 80)]
+    if kind == "boolean":
+        return bool(seed % 2)
+    if kind == "array":
+        return [example_value(schema.get("items", {}), seed + i, defs) for i in range(schema.get("minItems", 1))]
+    return None
+
+
+def _out_of_range(value: Any, schema: dict) -> Any:
+    """Push every bounded number in ``value`` above its maximum (or below its minimum)."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _out_of_range(v, props.get(k, {})) for k, v in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "maximum" in schema:
+            return type(value)(schema["maximum"] + 1000)
+        if "minimum" in schema:
+            return type(value)(schema["minimum"] - 1000)
+        return "not-a-number"
+    if isinstance(value, str):
+        return value * 500
+    return value
+
+
+class FaultServer:
+    """OpenAI-compatible server with latency, slots, a fault mix and counters; a context manager."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, slots: int = 64,
+                 fault_rate: float = 0.0, faults: dict[str, float] | tuple[str, ...] | None = None,
+                 seed: int = 0, retry_after_ms: int = 20, timeout_hold: float = 600.0,
+                 formats: tuple[str, ...] = FORMATS, script: Script | None = None,
+                 api_key: str | None = None, models: tuple[str, ...] = ("fault-model",)):
+        weights = faults if faults is not None else FAULT_KINDS
+        if not isinstance(weights, dict):
+            weights = {k: 1.0 for k in weights}
+        unknown = set(weights) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"faults: unknown kinds {sorted(unknown)}; allowed: {', '.join(FAULT_KINDS)}")
+        self.host, self.port, self.latency, self.slots = host, port, latency, slots
+        self.fault_rate, self.seed, self.retry_after_ms = fault_rate, seed, retry_after_ms
+        self.timeout_hold, self.formats, self.script, self.api_key = timeout_hold, tuple(formats), script, api_key
+        self.models = models
+        self._kinds, self._weights = list(weights), list(weights.values())
+        self._lock = threading.Lock()
+        self._seen: Counter[str] = Counter()
+        self.reset()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    # ---- counters -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Zero all counters."""
+        with self._lock:
+            self._requests = 0
+            self._by_kind: Counter[str] = Counter()
+            self._by_request_id: Counter[str] = Counter()
+            self._format_rejections: Counter[str] = Counter()
+            self._formats_seen: Counter[str] = Counter()
+            self._auth_failures = 0
+
+    def stats(self) -> dict:
+        """Counters: chat requests, faults injected by kind, requests per client request id."""
+        with self._lock:
+            return {"requests": self._requests, "by_kind": dict(self._by_kind),
+                    "by_request_id": dict(self._by_request_id),
+                    "format_rejections": dict(self._format_rejections),
+                    "formats_seen": dict(self._formats_seen), "auth_failures": self._auth_failures}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "FaultServer":
+        """Serve from a background thread; returns once the port is bound."""
+        ready = threading.Event()
+
+        def _run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._bind())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._unbind())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=_run, name="fault-server", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> "FaultServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _bind(self) -> None:
+        self._sem = asyncio.Semaphore(self.slots)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _unbind(self) -> None:
+        if self._server:
+            self._server.close()
+            for task in asyncio.all_tasks(self._loop):
+                if task is not asyncio.current_task():
+                    task.cancel()
+            await asyncio.sleep(0)
+
+    async def serve_forever(self) -> None:
+        """Serve in the running loop (used by the command line)."""
+        await self._bind()
+        print(f"LISTENING {self.base_url}", flush=True)
+        async with self._server:
+            await self._server.serve_forever()
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                if not await self._dispatch(method, path.split("?")[0], headers, body, reader, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, status: int, payload: Any, extra: dict | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
+                f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+
+    async def _dispatch(self, method: str, path: str, headers: dict, body: bytes,
+                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        if method == "GET" and path.endswith("/models"):
+            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+                self._send(writer, 401, {"error": {"message": "invalid api key"}})
+            else:
+                self._send(writer, 200, {"object": "list",
+                                         "data": [{"id": m, "object": "model", "owned_by": "fault"}
+                                                  for m in self.models]})
+        elif method == "GET" and path in ("/stats", "/v1/stats"):
+            self._send(writer, 200, self.stats())
+        elif method == "POST" and path in ("/reset", "/v1/reset"):
+            self.reset()
+            self._send(writer, 200, {"ok": True})
+        elif method == "POST" and path.endswith("/chat/completions"):
+            return await self._chat(headers, body, reader, writer)
+        else:
+            self._send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+        await writer.drain()
+        return True
+
+    def _pick_fault(self, body: bytes) -> str | None:
+        """Deterministic in (seed, request body, how often this body was seen)."""
+        digest = hashlib.sha256(body).hexdigest()
+        with self._lock:
+            n = self._seen[digest]
+            self._seen[digest] += 1
+        rng = random.Random(f"{self.seed}:{digest}:{n}")
+        if self.fault_rate <= 0 or rng.random() >= self.fault_rate:
+            return None
+        return rng.choices(self._kinds, self._weights)[0]
+
+    async def _chat(self, headers: dict, body: bytes, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> bool:
+        request = json.loads(body)
+        rid = headers.get("x-client-request-id", "")
+        fmt = (request.get("response_format") or {"type": "text"}).get("type", "text")
+        with self._lock:
+            self._requests += 1
+            self._by_request_id[rid] += 1
+            self._formats_seen[fmt] += 1
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            with self._lock:
+                self._auth_failures += 1
+            self._send(writer, 401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
+            await writer.drain()
+            return True
+        if fmt not in self.formats:
+            with self._lock:
+                self._format_rejections[fmt] += 1
+            self._send(writer, 400, {"error": {"message": f"response_format type '{fmt}' is not supported",
+                                               "type": "invalid_request_error"}})
+            await writer.drain()
+            return True
+        fault = self._pick_fault(body)
+        if fault is not None:
+            with self._lock:
+                self._by_kind[fault] += 1
+        if fault == "timeout":
+            try:  # hold the request until the client gives up (EOF) or the hold ends
+                await asyncio.wait_for(reader.read(1), self.timeout_hold)
+            except asyncio.TimeoutError:
+                pass
+            return False
+        if fault == "disconnect":
+            return False
+        async with self._sem:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if fault in ("rate_limit", "server_error", "unavailable"):
+                status = {"rate_limit": 429, "server_error": 500, "unavailable": 503}[fault]
+                extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
+                self._send(writer, status, {"error": {"message": f"injected {fault}", "type": fault}}, extra)
+            else:
+                content, finish = self._answer(request, fault)
+                self._send(writer, 200, self._completion(request, content, finish))
+        await writer.drain()
+        return True
+
+    def _answer(self, request: dict, fault: str | None) -> tuple[str, str]:
+        messages = request.get("messages", [])
+        if self.script is not None and fault is None:
+            out = self.script(messages)
+            return (out if isinstance(out, str) else json.dumps(out)), "stop"
+        rf = request.get("response_format") or {}
+        schema = (rf.get("json_schema") or {}).get("schema", {"type": "object", "properties": {}})
+        seed = int(hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:8], 16)
+        if self.script is not None:
+            good = self.script(messages)
+            value = json.loads(good) if isinstance(good, str) and good.lstrip().startswith("{") else good
+            value = value if isinstance(value, dict) else example_value(schema, seed)
+        else:
+            value = example_value(schema, seed)
+        text = json.dumps(value)
+        if fault == "malformed_json":
+            return text[:-1] + ",,}" if text.endswith("}") else "{,}", "stop"
+        if fault == "truncated_json":
+            return text[: max(1, len(text) // 2)], "length"
+        if fault == "wrong_keys":
+            return json.dumps({f"unexpected_{k}": v for k, v in value.items()} or {"unexpected": 1}), "stop"
+        if fault == "out_of_range":
+            return json.dumps(_out_of_range(value, schema)), "stop"
+        if fault == "refusal":
+            return "I'm sorry, but I can't help with that request.", "stop"
+        return text, "stop"
+
+    def _completion(self, request: dict, content: str, finish: str) -> dict:
+        prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 1 for m in request.get("messages", []))
+        return {"id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+                "model": request.get("model", self.models[0]),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4 + 1,
+                          "total_tokens": prompt_tokens + len(content) // 4 + 1}}
+
+
+def _load_script(spec: str) -> Script:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m llm.fault_server", description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds per answered request")
+    ap.add_argument("--slots", type=int, default=64, help="requests answered at once")
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--faults", default=",".join(FAULT_KINDS), help="comma-separated kinds: " + ",".join(FAULT_KINDS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--script", default=None, help="module:function answering from the messages")
+    ns = ap.parse_args(argv)
+    srv = FaultServer(host=ns.host, port=ns.port, latency=ns.latency, slots=ns.slots, fault_rate=ns.fault_rate,
+                      faults=tuple(k for k in ns.faults.split(",") if k), seed=ns.seed,
+                      formats=tuple(ns.formats.split(",")),
+                      script=_load_script(ns.script) if ns.script else None)
+    try:
+        asyncio.run(srv.serve_forever())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Strict JSON schemas for requests and tolerant parsing of answers into pydantic models."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .records import Failure, FailureKind
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
+_KEYS = {"missing", "extra_forbidden", "unexpected_keyword_argument"}
+_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_too_long",
+          "string_too_short", "too_long", "too_short", "literal_error", "enum", "multiple_of"}
+
+
+@functools.lru_cache(maxsize=256)
+def _strict_schema_json(schema: type[BaseModel]) -> str:
+    return json.dumps(_strict(copy.deepcopy(schema.model_json_schema())), sort_keys=True)
+
+
+def strict_schema(schema: type[BaseModel]) -> dict:
+    """The model's JSON schema with ``additionalProperties: false`` and every property required."""
+    return json.loads(_strict_schema_json(schema))
+
+
+def _strict(node: Any) -> Any:
+    if isinstance(node, dict):
+        node.pop("default", None)
+        if node.get("type") == "object" or "properties" in node:
+            node["additionalProperties"] = False
+            node["required"] = list(node.get("properties", {}))
+        for value in node.values():
+            _strict(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strict(value)
+    return node
+
+
+def response_format(schema: type[BaseModel], level: str) -> dict | None:
+    """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text)."""
+    if level == "json_schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": strict_schema(schema), "strict": True}}
+    if level == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def schema_instruction(schema: type[BaseModel]) -> str:
+    """A system message asking for JSON, for servers without schema-constrained output."""
+    return ("Reply with one JSON object only, no prose, that matches this JSON schema: "
+            + _strict_schema_json(schema))
+
+
+def extract_json(text: str) -> tuple[Any, Failure | None]:
+    """The first JSON object in ``text``, tolerating code fences and prose around it."""
+    if not text or not text.strip():
+        return None, Failure(FailureKind.EMPTY, "empty answer")
+    fenced = _FENCE.search(text)
+    if fenced:
+        value, failure = _first_object(fenced.group(1))
+        if failure is None:
+            return value, None
+    return _first_object(text)
+
+
+def _first_object(text: str) -> tuple[Any, Failure | None]:
+    start = text.find("{")
+    if start < 0:
+        return None, Failure(FailureKind.REFUSAL, f"no JSON object in answer: {text[:80]!r}")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+        return value, None
+    except json.JSONDecodeError as err:
+        if err.pos >= len(text.rstrip()) or text.count("{") > text.count("}"):
+            return None, Failure(FailureKind.TRUNCATED_JSON, f"JSON ends early: {err.msg}")
+        return None, Failure(FailureKind.MALFORMED_JSON, f"invalid JSON: {err.msg} at {err.pos}")
+
+
+def _coerce(value: Any, schema: dict, defs: dict) -> Any:
+    """Turn '40 hours' / '22%' / '1,000' into numbers where the schema wants a number."""
+    if "$ref" in schema:
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    kind = schema.get("type")
+    if isinstance(value, dict) and "properties" in schema:
+        props = schema["properties"]
+        return {k: _coerce(v, props[k], defs) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and kind == "array":
+        return [_coerce(v, schema.get("items", {}), defs) for v in value]
+    if isinstance(value, str) and kind in ("integer", "number"):
+        match = _NUMBER.search(value)
+        if not match:
+            return value
+        number = float(match.group().replace(",", ""))
+        if value.strip().endswith("%") and schema.get("maximum", 100) <= 1:
+            number /= 100
+        return int(number) if kind == "integer" and number.is_integer() else number
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_schema(schema: type[BaseModel]) -> dict:
+    return schema.model_json_schema()
+
+
+def classify_validation(err: ValidationError) -> FailureKind:
+    kinds = {e["type"] for e in err.errors()}
+    if kinds & _KEYS:
+        return FailureKind.WRONG_KEYS
+    if kinds & _RANGE:
+        return FailureKind.OUT_OF_RANGE
+    return FailureKind.INVALID_TYPE
+
+
+def parse_answer(text: str | None, schema: type[BaseModel],
+                 finish_reason: str | None = None) -> tuple[BaseModel | None, Failure | None]:
+    """Validated instance of ``schema`` from an answer, or a typed failure; never raises."""
+    data, failure = extract_json(text or "")
+    if failure is not None:
+        if finish_reason == "length" and failure.kind is FailureKind.MALFORMED_JSON:
+            failure = Failure(FailureKind.TRUNCATED_JSON, failure.message)
+        return None, failure
+    json_schema = _plain_schema(schema)
+    try:
+        data = _coerce(data, json_schema, json_schema.get("$defs", {}))
+        return schema.model_validate(data), None
+    except ValidationError as err:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors()[:5])
+        return None, Failure(classify_validation(err), detail)
+    except Exception as err:  # a validator in the caller's model raised something else
+        return None, Failure(FailureKind.INVALID_TYPE, f"{type(err).__name__}: {err}")
+
+
+def reask_message(failure: Failure) -> dict:
+    """The user turn that asks the model to correct an invalid answer."""
+    return {"role": "user", "content": f"Your answer was invalid ({failure.kind.value}: {failure.message}). "
+                                       "Reply again with only the corrected JSON object."}

@@ -1,0 +1,102 @@
+"""Bad configuration fails at start-up with one clear line; backend selection."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from llm import FaultServer, LLMClient, LLMConfig, LLMConfigError, resolve_backend
+from llm.config import OPENAI_URL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
+    with pytest.raises(LLMConfigError) as info:
+        LLMClient(config, env=env or {})
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("LLM config: ")
+    assert "allowed: " in message
+    return info.value
+
+
+@pytest.mark.parametrize("config,field,allowed", [
+    (LLMConfig(backend="gpt5-magic", store_mode="off"), "backend", "auto | openai | embedded"),
+    (LLMConfig(base_urls=("localhost:8000",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(base_urls=("http://",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(base_urls=("http://127.0.0.1:notaport/v1",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(concurrency=0, store_mode="off"), "concurrency", "an integer >= 1"),
+    (LLMConfig(concurrency=-3, store_mode="off"), "concurrency", "an integer >= 1"),
+    (LLMConfig(store_mode="sometimes", store_path="x"), "store_mode", "record | replay | off"),
+    (LLMConfig(store_mode="record"), "store_path", "a file path"),
+    (LLMConfig(max_retries=-1, store_mode="off"), "max_retries", "an integer >= 0"),
+    (LLMConfig(timeout_s=0, store_mode="off"), "timeout_s", "a number of seconds > 0"),
+    (LLMConfig(temperature=5, store_mode="off"), "temperature", "[0, 2]"),
+])
+def test_invalid_fields_are_named_with_allowed_values(config, field, allowed):
+    err = start_error(config)
+    assert err.field == field and allowed in str(err)
+
+
+def test_unreachable_server_is_a_startup_error():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    err = start_error(LLMConfig(base_urls=(url,), model="m", store_mode="off", connect_timeout_s=1))
+    assert err.field == "base_url" and url in str(err)
+
+
+def test_missing_model_file_is_a_startup_error(tmp_path):
+    missing = tmp_path / "nope.gguf"
+    err = start_error(LLMConfig(backend="embedded", embedded_model_path=str(missing), store_mode="off"))
+    assert err.field == "embedded_model_path" and str(missing) in str(err)
+
+
+def test_rejected_api_key_is_a_startup_error():
+    with FaultServer(api_key="right") as srv:
+        cfg = LLMConfig(base_urls=(srv.base_url,), model="m", store_mode="off")
+        with pytest.raises(LLMConfigError, match="api_key: rejected"):
+            LLMClient(cfg, env={"OPENAI_API_KEY": "wrong"})
+        LLMClient(cfg, env={"OPENAI_API_KEY": "right"}).close()
+
+
+def test_env_values_that_are_not_numbers_are_named():
+    with pytest.raises(LLMConfigError, match=r"concurrency \(\$LLM_CONCURRENCY\)"):
+        LLMConfig.from_env({"LLM_CONCURRENCY": "lots"})
+
+
+def test_from_env_reads_settings_and_flags_win():
+    cfg = LLMConfig.from_env({"LLM_BASE_URL": "http://a:1/v1,http://b:2/v1", "LLM_MODEL": "m",
+                              "LLM_CONCURRENCY": "9"}, concurrency=3)
+    assert cfg.base_urls == ("http://a:1/v1", "http://b:2/v1") and cfg.model == "m" and cfg.concurrency == 3
+
+
+def test_auto_backend_prefers_explicit_settings_else_the_embedded_model():
+    off = dict(store_mode="off")
+    assert resolve_backend(LLMConfig(**off), env={}).kind == "embedded"
+    b = resolve_backend(LLMConfig(**off), env={"LLM_BASE_URL": "http://127.0.0.1:8000/v1"})
+    assert b.kind == "openai" and b.base_urls == ("http://127.0.0.1:8000/v1",) and b.api_key == "not-needed"
+    b = resolve_backend(LLMConfig(**off), env={"OPENAI_API_KEY": "k"})
+    assert (b.kind, b.base_urls, b.model, b.api_key) == ("openai", (OPENAI_URL,), "gpt-4o-mini", "k")
+    b = resolve_backend(LLMConfig(base_urls="http://h:1/v1", model="x", **off), env={"LLM_API_KEY": "k2"})
+    assert (b.kind, b.model, b.api_key) == ("openai", "x", "k2")
+    assert resolve_backend(LLMConfig(backend="embedded", **off), env={"OPENAI_API_KEY": "k"}).kind == "embedded"
+
+
+def test_openai_without_a_key_is_a_startup_error():
+    err = start_error(LLMConfig(backend="openai", store_mode="off"), env={})
+    assert err.field == "api_key" and "OPENAI_API_KEY" in str(err)
+
+
+def test_model_is_taken_from_the_server_when_not_set():
+    with FaultServer(models=("served-model",)) as srv:
+        with LLMClient(LLMConfig(base_urls=(srv.base_url,), store_mode="off"), env={}) as client:
+            assert client.model == "served-model"
+
+
+def test_config_holds_no_secret():
+    cfg = LLMConfig(store_mode="off")
+    assert not any("key" in name for name in cfg.public_dict())

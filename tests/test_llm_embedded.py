@@ -1,0 +1,58 @@
+"""The real embedded model (xllamacpp + SmolLM2-135M): schema-constrained answers, clean stop."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm import LLMClient, LLMConfig, LLMRequest
+from llm.embedded import find_model_file
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: int = Field(ge=0, le=100)
+    reason: str = Field(max_length=40)
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on the port and a new server could bind it (closed connections may linger in TIME_WAIT)."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            return True
+        except OSError:
+            return False
+
+
+def test_embedded_model_answers_four_concurrent_schema_requests_and_stops_cleanly():
+    try:
+        find_model_file(None, env={})
+    except Exception as err:  # pragma: no cover - the model ships with the test requirements
+        pytest.fail(f"embedded model missing: {err}")
+    config = LLMConfig(backend="embedded", store_mode="off", embedded_slots=4, embedded_ctx_per_slot=1024,
+                       max_tokens=80, concurrency=4)
+    client = LLMClient(config, env={})
+    try:
+        server = client.embedded
+        port, proc = server.port, server.proc
+        assert server.base_url.startswith("http://127.0.0.1:") and not port_is_free(port)
+        requests = [LLMRequest(key=("embedded", i), schema=Plan, messages=[
+            {"role": "system", "content": "You are a worker deciding how many hours to work. Reply in JSON."},
+            {"role": "user", "content": f"Worker {i}: last year you worked 40 hours. How many this year?"}])
+            for i in range(4)]
+        results = client.run_batch(requests)
+        acc = client.accounting.to_dict()
+    finally:
+        client.close()
+    assert all(r.ok for r in results), [r.failure for r in results]
+    assert all(isinstance(r.value, Plan) and 0 <= r.value.hours <= 100 for r in results)
+    assert acc["sends"] == 4 and acc["completion_tokens"] > 0
+    assert server.proc is None and proc.poll() is not None and port_is_free(port)

@@ -1,0 +1,176 @@
+"""Fault tolerance against a real HTTP fault-injecting server: retries, re-asks, typed failures, accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from llm import FailureKind, FaultServer, LLMClient, LLMConfig, LLMRequest
+from llm.fault_server import FAULT_KINDS
+from tests.llm_helpers.common import Work, request_id, work_requests
+
+# the client's name for each server fault kind
+CLIENT_KIND = {k: k for k in FAULT_KINDS} | {"disconnect": "connection"}
+
+
+def config(*urls, **kw) -> LLMConfig:
+    base = dict(base_urls=urls, model="fault-model", store_mode="off", concurrency=64, timeout_s=1.0,
+                max_retries=2, max_reasks=2)
+    return LLMConfig(**(base | kw))
+
+
+def test_thousand_requests_with_thirty_percent_faults_of_every_kind():
+    with FaultServer(latency=0.002, fault_rate=0.3, seed=7, retry_after_ms=5, timeout_hold=30) as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            requests = work_requests(1000)
+            results = client.run_batch(requests)
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+
+    assert len(results) == 1000
+    assert [r.key for r in results] == [r.key for r in requests]
+    for r in results:
+        assert (r.value is None) != (r.failure is None)
+        if r.value is not None:
+            assert isinstance(r.value, Work) and 0 <= r.value.hours <= 100
+        else:
+            assert isinstance(r.failure.kind, FailureKind)
+    assert sum(r.ok for r in results) > 950  # retries and re-asks recover almost everything
+
+    injected = stats["by_kind"]
+    assert set(injected) == set(FAULT_KINDS), "every fault kind was injected"
+    assert sum(injected.values()) >= 0.25 * stats["requests"]
+    counted = {CLIENT_KIND[k]: v for k, v in injected.items()}
+    assert acc["faults"] == counted, "every fault is counted, by kind"
+    assert acc["sends"] == stats["requests"]
+    assert acc["retries"] == acc["sends"] - acc["calls"]
+    assert acc["reasks"] == sum(r.attempts - 1 for r in results)
+    assert acc["failures"] == dict(Counter(r.failure.kind.value for r in results if r.failure))
+    bound = (1 + 2) * (1 + 2)  # (1 + max_retries) sends per answer, (1 + max_reasks) answers
+    per_request = stats["by_request_id"]
+    assert set(per_request) == {request_id(r.key) for r in requests}
+    assert max(per_request.values()) <= bound
+    for r in results:
+        assert r.sends == per_request[request_id(r.key)]
+
+
+def test_a_request_is_never_sent_more_than_retries_and_reasks_allow():
+    # every answer is broken: each request is re-asked until the limit, then ends in a typed failure
+    with FaultServer(fault_rate=1.0, faults=("refusal",)) as srv:
+        with LLMClient(config(srv.base_url, max_reasks=1)) as client:
+            results = client.run_batch(work_requests(20))
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+    assert all(r.failure.kind is FailureKind.REFUSAL and r.attempts == 2 for r in results)
+    assert set(stats["by_request_id"].values()) == {2}
+    assert acc["failures"] == {"refusal": 20} and acc["reasks"] == 20
+
+
+def test_http_faults_are_retried_by_the_client_up_to_max_retries():
+    with FaultServer(fault_rate=1.0, faults=("rate_limit",), retry_after_ms=1) as srv:
+        with LLMClient(config(srv.base_url, max_retries=3)) as client:
+            results = client.run_batch(work_requests(5))
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+    assert all(r.failure.kind is FailureKind.RATE_LIMIT for r in results)
+    assert set(stats["by_request_id"].values()) == {4}
+    assert acc["retries"] == 15 and acc["faults"] == {"rate_limit": 20} and acc["failures"] == {"rate_limit": 5}
+
+
+def _reask_script(messages):
+    """Junk first; a valid answer once the layer has re-asked with the error."""
+    if any("invalid" in str(m.get("content")) for m in messages if m["role"] == "user"):
+        return {"hours": 38, "reason": "corrected"}
+    return "Sure! Here is my answer: hours = forty"
+
+
+def test_reask_with_the_error_recovers_a_bad_answer():
+    with FaultServer(script=_reask_script) as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            result = client.complete(work_requests(1)[0])
+    assert result.ok and result.value == Work(hours=38, reason="corrected")
+    assert result.attempts == 2
+
+
+@pytest.mark.parametrize("answer,expected", [
+    ("```json\n{\"hours\": \"40 hours\", \"reason\": \"ok\"}\n```", 40),
+    ("I think {\"hours\": \"22%\", \"reason\": \"fine\"} is right.", 22),
+])
+def test_common_junk_is_tolerated_end_to_end(answer, expected):
+    with FaultServer(script=lambda messages: answer) as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            result = client.complete(work_requests(1)[0])
+    assert result.ok and result.value.hours == expected and result.attempts == 1
+
+
+def test_fallback_to_json_object_then_text_is_remembered_per_server():
+    answer = {"hours": 12, "reason": "ok"}
+    with FaultServer(formats=("text",), script=lambda m: answer) as srv:
+        with LLMClient(config(srv.base_url, concurrency=1)) as client:
+            first = client.run_batch(work_requests(3))
+            second = client.run_batch(work_requests(3, run="again"))
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+    assert all(r.ok and r.value.hours == 12 for r in first + second)
+    assert stats["format_rejections"] == {"json_schema": 1, "json_object": 1}
+    assert stats["formats_seen"]["text"] == 6
+    assert acc["format_fallbacks"] == 2 and acc["faults"] == {}
+
+
+def test_schema_is_sent_strict():
+    with FaultServer(script=lambda messages: {"hours": 1, "reason": "x"}) as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            client.complete(work_requests(1)[0])
+        assert srv.stats()["formats_seen"] == {"json_schema": 1}
+    from llm.parsing import response_format
+    rf = response_format(Work, "json_schema")
+    assert rf["json_schema"]["strict"] is True
+    assert rf["json_schema"]["schema"]["additionalProperties"] is False
+    assert rf["json_schema"]["schema"]["required"] == ["hours", "reason"]
+
+
+def test_several_base_urls_share_work_by_least_outstanding():
+    with FaultServer(latency=0.01) as fast, FaultServer(latency=0.1) as slow:
+        with LLMClient(config(fast.base_url, slow.base_url, concurrency=8)) as client:
+            results = client.run_batch(work_requests(200))
+        n_fast, n_slow = fast.stats()["requests"], slow.stats()["requests"]
+    assert all(r.ok for r in results)
+    assert n_fast + n_slow == 200
+    assert n_slow > 0 and n_fast > 3 * n_slow  # the slow server holds its requests longer
+
+
+def test_progress_callback_runs_in_the_callers_thread_and_counts_to_total():
+    import threading
+
+    calls = []
+    with FaultServer(latency=0.001) as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            client.run_batch(work_requests(50),
+                             progress=lambda done, total: calls.append((done, total, threading.get_ident())))
+    assert calls[0][:2] == (0, 50) and calls[-1][:2] == (50, 50)
+    assert [c[0] for c in calls] == list(range(51))
+    assert {c[2] for c in calls} == {threading.get_ident()}
+
+
+def test_batches_reuse_one_event_loop():
+    with FaultServer() as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            loop = client._loop.loop
+            for i in range(3):
+                client.run_batch(work_requests(5, run=f"b{i}"))
+                assert client._loop.loop is loop and loop.is_running()
+        assert not client._loop.thread.is_alive()
+
+
+def test_an_unexpected_error_inside_one_request_is_a_typed_failure():
+    class Exploding(Work):
+        @classmethod
+        def model_validate(cls, *a, **k):  # a caller's model that misbehaves
+            raise RuntimeError("boom")
+
+    with FaultServer() as srv:
+        with LLMClient(config(srv.base_url)) as client:
+            bad = LLMRequest(key="bad", messages=[{"role": "user", "content": "x"}], schema=Exploding)
+            results = client.run_batch([bad] + work_requests(3))
+    assert results[0].failure is not None and all(r.ok for r in results[1:])
