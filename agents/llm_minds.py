@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.prompts import PaperDelta, PaperLabor, PlannerAnswer, WorkerAnswer, WorkerMemory, worker_messages
+from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory, worker_block,
+                            worker_messages)
 from llm import LLMRequest
 
 DEFAULT_HOURS = 40.0
@@ -79,6 +80,33 @@ class LLMWorkerMind:
                 model.period, rates, float(w.skill[row]), float(w.hours[row]), float(w.income[row]),
                 float(w.tax[row]), float(model.rebate), float(w.consumption[row] - model.preferences.base_consumption),
                 float(w.utility[row])))
+
+
+    def reflect(self, model) -> None:
+        """Bounded scenario: each persona judges the step; NO halves its remembered utility.
+
+        The planner's objective keeps the unadjusted utility. A failed answer counts as YES.
+        """
+        rows = self.deciders(model)
+        requests = []
+        for row in rows.tolist():
+            persona = model.workers_persona(row) or f"You are worker_{row}."
+            block = worker_block(self.memory[row][-1], self.mode == "paper")
+            question = (f"{persona}\nBased on your summary of this year:\n{block}\nare you satisfied with the overall "
+                        'tax policy (including tax_i and rebate)? Let\'s think step by step. Your output MUST be a '
+                        'JSON like {"thought": "...", "ANSWER": "YES" or "NO"}.')
+            requests.append(LLMRequest(key=(self.run_id, model.period, "satisfaction", row), schema=Satisfaction,
+                                       messages=[{"role": "system", "content": ""}, {"role": "user", "content": question}]))
+        results = self.client.run_batch(requests)
+        ratio = np.ones(rows.size)
+        for i, result in enumerate(results):
+            if result.ok:
+                ratio[i] = 1.0 if result.value.ANSWER == "YES" else 0.5
+            else:
+                self.failures += 1
+        for row, r in zip(rows.tolist(), ratio, strict=True):
+            self.memory[row][-1].utility *= r
+        model.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
 
 
 class LLMPlannerRule:

@@ -10,6 +10,7 @@ that servers can reuse cached prefixes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,12 @@ class WorkerAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hours: float = Field(ge=0, le=100, description="weekly hours of labour")
     reason: str = Field(max_length=REASON_LENGTH, description="why, in one short sentence")
+
+
+class Satisfaction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thought: str = Field(max_length=600)
+    ANSWER: Literal["YES", "NO"]
 
 
 class PaperDelta(BaseModel):

@@ -27,7 +27,7 @@ from model.welfare import DEFAULT_OBJECTIVE, atkinson, gini, inverse_skill_weigh
 from model.welfare import objective as objective_function
 
 PRESETS = ("calibrated", "paper")
-SCENARIOS = ("rational", "democratic")
+SCENARIOS = ("rational", "bounded", "democratic")
 PRESET_DEFAULTS = {
     "paper": {"brackets": "three", "planner": "fixed", "population": "paper_gb2", "hours_grid": 10.0,
               "standard_deduction": False},
@@ -86,8 +86,9 @@ class EconomyModel(mesa.Model):
         standard_deduction: apply the bracket set's standard deduction (calibrated default).
         eta: curvature of utility of consumption (calibrated preset).
         frisch: Frisch elasticity of hours (calibrated preset).
-        scenario: ``rational`` (a planner sets the rates) or ``democratic`` (workers elect a leader at the
-            end of each tax year, who sets the next year's rates; ``planner`` is then unused).
+        scenario: ``rational`` (a planner sets the rates), ``bounded`` (LLM workers judge each step through
+            their persona; a NO halves the utility they remember) or ``democratic`` (workers elect a leader at
+            the end of each tax year, who sets the next year's rates; ``planner`` is then unused).
         network: social network over workers: ``homophily`` (default when democratic), ``watts_strogatz``,
             ``barabasi_albert`` or ``none`` (default otherwise).
         binding_platforms: the leader must enact its platform (default: it maximises its own utility).
@@ -124,6 +125,19 @@ class EconomyModel(mesa.Model):
         self._score = objective_function(self.objective_name)
         if worker_mind not in WORKER_MINDS:
             raise ValueError(f"worker_mind: unknown mind {worker_mind!r}; allowed: {', '.join(WORKER_MINDS)}")
+        planner = planner or defaults["planner"]
+        if planner not in (*PLANNERS, "llm"):
+            raise ValueError(f"planner: unknown planner {planner!r}; allowed: {', '.join((*PLANNERS, 'llm'))}")
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode: unknown mode {prompt_mode!r}; allowed: {', '.join(PROMPT_MODES)}")
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario: unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
+        if scenario == "bounded" and worker_mind != "llm":
+            raise ValueError("scenario: 'bounded' needs worker_mind='llm' (personas judge the tax policy)")
+        self.scenario_name = scenario
+        network = network or ("homophily" if scenario == "democratic" else "none")
+        if network not in NETWORKS:
+            raise ValueError(f"network: unknown network {network!r}; allowed: {', '.join(NETWORKS)}")
         grid = defaults["hours_grid"] if hours_grid is None else float(hours_grid)
         if grid is not None and grid != 0 and not (0 < grid <= HOURS_CAP):
             raise ValueError(f"hours_grid: must be 0 (exact hours) or in (0, {HOURS_CAP:g}], got {hours_grid!r}")
@@ -135,11 +149,6 @@ class EconomyModel(mesa.Model):
         deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
         schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
         self.preferences = self._preferences(eta, frisch)
-        planner = planner or defaults["planner"]
-        if planner not in (*PLANNERS, "llm"):
-            raise ValueError(f"planner: unknown planner {planner!r}; allowed: {', '.join((*PLANNERS, 'llm'))}")
-        if prompt_mode not in PROMPT_MODES:
-            raise ValueError(f"prompt_mode: unknown mode {prompt_mode!r}; allowed: {', '.join(PROMPT_MODES)}")
         self.llm = self._llm_client(backend, base_url, llm_model, llm_store) if "llm" in (worker_mind, planner) else None
         if worker_mind == "llm":
             from agents.llm_minds import LLMWorkerMind
@@ -154,17 +163,16 @@ class EconomyModel(mesa.Model):
             self.worker_mind = RationalMind(self.preferences, cap=self.hours_cap, grid=self.hours_grid)
         WorkerAgent.create_agents(self, len(self.workforce), index=np.arange(len(self.workforce)))
         self.skill_weights = inverse_skill_weights(self.workforce.skill)
-
-        if scenario not in SCENARIOS:
-            raise ValueError(f"scenario: unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
-        self.scenario_name = scenario
-        network = network or ("homophily" if scenario == "democratic" else "none")
-        if network not in NETWORKS:
-            raise ValueError(f"network: unknown network {network!r}; allowed: {', '.join(NETWORKS)}")
         self.network = build_network(network, self.workforce.skill, self.workforce.attributes, self.rng)
         self.elections: list[dict] = []
         self.votes = np.full(len(self.workforce), -1)
-        if scenario == "democratic":
+        self.satisfaction = np.full(len(self.workforce), np.nan)
+        if scenario == "democratic" and worker_mind == "llm":
+            from agents.llm_voting import LLMElection, LLMLeaderRule
+
+            self.election = LLMElection(binding=bool(binding_platforms))
+            rule = LLMLeaderRule(binding=bool(binding_platforms))
+        elif scenario == "democratic":
             self.election = RationalElection(candidates=candidates, conformity=conformity)
             rule = LeaderRule(binding=bool(binding_platforms))
         else:
@@ -278,6 +286,8 @@ class EconomyModel(mesa.Model):
         self._record_metrics(outcome)
         if self.period >= 0:
             self.worker_mind.observe(self)
+            if self.scenario_name == "bounded":
+                self.worker_mind.reflect(self)
 
     @property
     def leader(self) -> int:
@@ -289,6 +299,8 @@ class EconomyModel(mesa.Model):
         if self.election is None or (self.period + 1) % self.tax_year_length:
             return
         result = self.election.hold(self)
+        if result is None:  # nobody ran: the leader stays
+            return
         self.votes = np.asarray(result.candidates)[result.ballots]
         self.elections.append(result.as_record())
 

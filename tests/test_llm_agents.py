@@ -127,3 +127,59 @@ def test_improved_prompt_carries_persona_and_schedule(server, tmp_path):
     user = messages[1]["content"]
     assert model.workers_persona(0) in user
     assert "Tax brackets this year: [0, 11,925): 10.0%" in user and "take-home" in user
+
+
+def civic(messages):
+    """Scripted answers for the bounded and democratic stages (and labour/planner as ``scripted``)."""
+    user = messages[-1]["content"]
+    me = re.search(r"worker_(\d+)", messages[0]["content"] + user)
+    me = int(me.group(1)) if me else -1
+    if "are you satisfied" in user:
+        tax = float(re.search(r"tax_i = ([-\d.]+)", user).group(1))
+        rebate = float(re.search(r"rebate = ([-\d.]+)", user).group(1))
+        return {"thought": "scripted", "ANSWER": "YES" if tax < rebate else "NO"}
+    if "Decide if you want to run" in user:
+        n = len(re.search(r"Current TAX: \[([^\]]*)\]", user).group(1).split(","))
+        return {"run": me < 3, "rates": [10.0 * (me + 1)] * n if me < 3 else []}
+    if "Candidates and their platforms" in user:
+        return {"vote": 1 if me % 3 == 0 else 0, "reason": "scripted"}
+    if "This year you set the marginal tax rates" in user:
+        n = len(re.search(r"Current TAX: \[([^\]]*)\]", user).group(1).split(","))
+        return {"rates": [30.0] * n, "reason": "scripted"}
+    return scripted(messages)
+
+
+@pytest.fixture()
+def civic_server():
+    with FaultServer(script=civic) as running:
+        yield running
+
+
+def test_bounded_scenario_halves_remembered_utility_only(civic_server, tmp_path):
+    model = llm_model(civic_server, tmp_path, scenario="bounded", planner="us_federal", max_steps=2)
+    model.step()
+    w = model.workforce
+    expected = np.where(w.tax < model.rebate, 1.0, 0.5)
+    assert 0 < (expected == 0.5).sum() < 20
+    assert model.satisfaction == pytest.approx(expected)
+    remembered = np.array([model.worker_mind.memory[i][-1].utility for i in range(20)])
+    assert remembered == pytest.approx(expected * w.utility)
+    assert model.utilitarian == pytest.approx(w.utility.mean())
+
+
+@pytest.mark.parametrize("binding", [True, False])
+def test_llm_democratic_scenario(civic_server, tmp_path, binding):
+    model = llm_model(civic_server, tmp_path, scenario="democratic", binding_platforms=binding, max_steps=6)
+    while model.running:
+        model.step()
+    assert [e["period"] for e in model.elections] == [2, 5]
+    assert model.elections[0]["votes"] == {0: 13, 1: 7, 2: 0} and model.leader == 0
+    rates_after_first_term = dict(model.planner.history)[3]
+    assert rates_after_first_term == pytest.approx((0.10 if binding else 0.30,) * 7)
+    assert model.election.failures == 0
+    assert sorted(set(model.votes.tolist())) == [0, 1]
+
+
+def test_bounded_needs_llm_workers():
+    with pytest.raises(ValueError, match="^scenario: 'bounded' needs worker_mind='llm'"):
+        EconomyModel(workers=5, scenario="bounded")
