@@ -13,7 +13,6 @@ from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
 from .store import ResponseStore
 
 
-
 def __getattr__(name: str):
     if name == "FaultServer":  # imported on use, so `python -m llm.fault_server` runs a fresh module
         from .fault_server import FaultServer
@@ -22,6 +21,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'llm' has no attribute {name!r}")
 
 
-__all__ = ["Accounting", "BACKENDS", "Backend", "Failure", "FailureKind", "FaultServer", "LLMClient", "LLMConfig",
-           "LLMConfigError", "LLMRequest", "LLMResult", "ReplayMissError", "ResponseStore", "STORE_MODES",
-           "Usage", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "STORE_MODES",
+    "Accounting",
+    "Backend",
+    "Failure",
+    "FailureKind",
+    "FaultServer",
+    "LLMClient",
+    "LLMConfig",
+    "LLMConfigError",
+    "LLMRequest",
+    "LLMResult",
+    "ReplayMissError",
+    "ResponseStore",
+    "Usage",
+    "resolve_backend",
+]

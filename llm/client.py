@@ -8,8 +8,10 @@ import concurrent.futures
 import logging
 import os
 import queue
+import sqlite3
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Self
 
 import openai
 
@@ -60,9 +62,14 @@ class LLMClient:
         self.accounting = Accounting()
         self.embedded = None
         self._loop: _LoopThread | None = None
+        self._endpoints: list[Endpoint] = []
         self._closed = False
         cfg = self.config
-        self.store = ResponseStore(cfg.store_path) if cfg.store_mode != "off" else None
+        try:
+            self.store = ResponseStore(cfg.store_path) if cfg.store_mode != "off" else None
+        except (OSError, sqlite3.Error) as err:
+            raise LLMConfigError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
+                                 "a writable SQLite file path") from None
         urls, model = self.backend.base_urls, self.backend.model
         try:
             if self.backend.kind == "embedded":
@@ -77,7 +84,7 @@ class LLMClient:
                 else:
                     urls = ("http://127.0.0.1:9/v1",)
             self._loop = _LoopThread()
-            endpoints = self._loop.run(self._make_endpoints(urls))
+            endpoints = self._endpoints = self._loop.run(self._make_endpoints(urls))
             if cfg.check_server and cfg.store_mode != "replay":
                 model = self._loop.run(self._check(endpoints, model))
             if model is None:
@@ -160,8 +167,11 @@ class LLMClient:
             try:
                 if engine is not None:
                     self._loop.run(engine.aclose())
-            except Exception:
-                pass
+                else:
+                    for ep in self._endpoints:
+                        self._loop.run(ep.aclose())
+            except Exception as err:  # noqa: BLE001 - closing must not raise
+                log.debug("closing the LLM client: %s", type(err).__name__)
             self._loop.stop()
         if self.embedded is not None:
             self.embedded.stop()
@@ -169,7 +179,7 @@ class LLMClient:
             self.store.close()
         atexit.unregister(self.close)
 
-    def __enter__(self) -> "LLMClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

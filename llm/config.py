@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping
 from urllib.parse import urlparse
 
 from .errors import LLMConfigError
@@ -30,7 +30,7 @@ class LLMConfig:
     temperature: float = 0.0
     seed: int | None = 0
     max_tokens: int = 256
-    store_path: str | None = None
+    store_path: str | None = "results/llm_responses.sqlite"
     store_mode: str = "record"
     embedded_model_path: str | None = None
     embedded_slots: int = 4
@@ -46,7 +46,7 @@ class LLMConfig:
             object.__setattr__(self, "base_urls", tuple(self.base_urls))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "LLMConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> LLMConfig:
         """Settings from ``LLM_*`` variables; keyword overrides (e.g. command-line flags) win."""
         env = os.environ if env is None else env
         read = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "model": ("LLM_MODEL", str),
@@ -65,7 +65,7 @@ class LLMConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def with_(self, **changes) -> "LLMConfig":
+    def with_(self, **changes) -> LLMConfig:
         return replace(self, **changes)
 
     def validate(self) -> None:
@@ -78,6 +78,8 @@ class LLMConfig:
         _positive_int("embedded_slots", self.embedded_slots)
         _positive_int("embedded_ctx_per_slot", self.embedded_ctx_per_slot)
         _positive_int("max_tokens", self.max_tokens)
+        if self.embedded_threads is not None:
+            _positive_int("embedded_threads", self.embedded_threads)
         for name in ("max_retries", "max_reasks"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -123,7 +125,7 @@ def check_url(url: str) -> None:
     if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
         raise LLMConfigError("base_url", f"{url!r} is not a valid URL", "http(s)://host[:port]/v1")
     try:
-        parsed.port
+        _ = parsed.port  # raises for a port that is not a number
     except ValueError:
         raise LLMConfigError("base_url", f"{url!r} has an invalid port", "http(s)://host[:port]/v1") from None
 

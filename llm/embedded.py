@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Mapping
+from collections.abc import Mapping
 
 from .errors import LLMConfigError
 
@@ -42,13 +42,14 @@ class EmbeddedServer:
     def __init__(self, model_path: str, *, slots: int = 4, ctx_per_slot: int = 2048, threads: int | None = None,
                  start_timeout_s: float = 120.0):
         self.model_path, self.slots, self.ctx_per_slot = model_path, slots, ctx_per_slot
-        self.threads = threads or max(1, min(os.cpu_count() or 1, 8))
+        # llama.cpp threads spin while waiting: leave a core to the simulation, or both slow down badly
+        self.threads = threads or max(1, min((os.cpu_count() or 2) - 1, 8))
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.base_url: str | None = None
         self.port: int | None = None
 
-    def start(self) -> "EmbeddedServer":
+    def start(self) -> EmbeddedServer:
         cmd = [sys.executable, "-m", "llm.embedded", "--model", self.model_path, "--slots", str(self.slots),
                "--ctx-per-slot", str(self.ctx_per_slot), "--threads", str(self.threads)]
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = ap.parse_args(argv)
     try:
         _serve(find_model_file(ns.model), ns.slots, ns.ctx_per_slot, ns.threads)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - reported to the parent on stdout
         print(f"ERROR {type(err).__name__}: {err}", flush=True)
         sys.exit(1)
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import httpx2
 import openai
@@ -16,7 +16,7 @@ from .accounting import Accounting
 from .errors import ReplayMissError
 from .parsing import _strict_schema_json, parse_answer, reask_message, response_format, schema_instruction
 from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
-from .store import ResponseStore, StoredResponse, identity_of
+from .store import GroupWriter, ResponseStore, StoredResponse, identity_of
 from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error
 
 log = logging.getLogger("llm")
@@ -32,6 +32,7 @@ class Engine:
         self.max_reasks, self.temperature, self.seed, self.max_tokens = max_reasks, temperature, seed, max_tokens
         self.acc = accounting
         self._sem = asyncio.Semaphore(concurrency)
+        self._writer = GroupWriter(store) if store is not None else None
 
     async def run_batch(self, requests: Sequence[LLMRequest],
                         on_done: Callable[[int], None] | None = None) -> list[LLMResult]:
@@ -57,7 +58,7 @@ class Engine:
             result = await self._run(req, known)
         except ReplayMissError:
             raise
-        except Exception as err:  # a bug or an unforeseen client error must not end a run
+        except Exception as err:  # noqa: BLE001 - a bug or an unforeseen error must not end a run
             log.warning("request %s failed inside the LLM layer: %s", identity_of(req.key), type(err).__name__)
             result = LLMResult(req.key, None, Failure(FailureKind.INTERNAL, f"{type(err).__name__}: {err}"))
         self.acc.add(requests=1)
@@ -109,14 +110,15 @@ class Engine:
                 if failure is not None and not failure.kind.is_transport:
                     self.acc.fault(failure.kind.value)
                 if self.store is not None:
-                    self.store.put(identity, attempt, req_hash, model=self.model, messages=messages_json, raw=raw,
+                    await self._writer.put(ResponseStore.row(
+                                   identity, attempt, req_hash, model=self.model, messages=messages_json, raw=raw,
                                    finish_reason=answer.finish_reason,
-                                   parsed=None if value is None else value.model_dump(mode="json"),
+                                   parsed=None if value is None else value.model_dump_json(),
                                    failure_kind=None if failure is None else failure.kind.value,
                                    failure_message=None if failure is None else failure.message,
                                    prompt_tokens=answer.prompt_tokens,
                                    completion_tokens=answer.completion_tokens,
-                                   latency_s=answer.latency_s, sends=answer.sends)
+                                   latency_s=answer.latency_s, sends=answer.sends))
             if failure is None or failure.kind.is_transport or attempt == self.max_reasks:
                 return LLMResult(req.key, value, failure, raw, all_from_store, usage, latency, attempt + 1, sends)
             messages = messages + [{"role": "assistant", "content": raw or ""}, reask_message(failure)]
@@ -156,12 +158,12 @@ class Engine:
             start = time.perf_counter()
             try:
                 # the client's generic post: its retries and timeouts, without re-walking a prepared body
-                response = await client.post("/chat/completions", cast_to=httpx2.Response,
+                response = await client.post(ep.chat_url, cast_to=httpx2.Response,
                                                 content=json.dumps(body, separators=(",", ":")).encode(),
                                                 options={"headers": {"X-Client-Request-Id": request_id}})
                 completion = response.json()
                 error = None
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - classified below
                 error = err
             finally:
                 PROBE.reset(token)
@@ -191,6 +193,8 @@ class Engine:
             return StoredResponse(raw, choice.get("finish_reason"), None, None, pt, ct, latency, sends)
 
     async def aclose(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close)
         for ep in self.endpoints:
             await ep.aclose()
 

@@ -25,7 +25,8 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Self
 
 HTTP_FAULTS = ("rate_limit", "server_error", "unavailable", "disconnect", "timeout")
 CONTENT_FAULTS = ("malformed_json", "truncated_json", "wrong_keys", "out_of_range", "refusal")
@@ -134,7 +135,7 @@ class FaultServer:
         return f"http://{self.host}:{self.port}/v1"
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         """Serve from a background thread; returns once the port is bound."""
         ready = threading.Event()
 
@@ -157,7 +158,7 @@ class FaultServer:
             self._thread.join(10)
             self._thread = None
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -271,7 +272,7 @@ class FaultServer:
         if fault == "timeout":
             try:  # hold the request until the client gives up (EOF) or the hold ends
                 await asyncio.wait_for(reader.read(1), self.timeout_hold)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return False
         if fault == "disconnect":

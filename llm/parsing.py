@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .records import Failure, FailureKind
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
 _KEYS = {"missing", "extra_forbidden", "unexpected_keyword_argument"}
 _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_too_long",
@@ -43,8 +43,12 @@ def _strict(node: Any) -> Any:
     return node
 
 
+@functools.lru_cache(maxsize=256)
 def response_format(schema: type[BaseModel], level: str) -> dict | None:
-    """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text)."""
+    """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text).
+
+    Cached: treat the returned dict as read-only.
+    """
     if level == "json_schema":
         return {"type": "json_schema",
                 "json_schema": {"name": schema.__name__, "schema": strict_schema(schema), "strict": True}}
@@ -134,7 +138,7 @@ def parse_answer(text: str | None, schema: type[BaseModel],
     except ValidationError as err:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors()[:5])
         return None, Failure(classify_validation(err), detail)
-    except Exception as err:  # a validator in the caller's model raised something else
+    except Exception as err:  # noqa: BLE001 - a validator in the caller's model raised
         return None, Failure(FailureKind.INVALID_TYPE, f"{type(err).__name__}: {err}")
 
 

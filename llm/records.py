@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -77,3 +78,7 @@ class LLMResult:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    def value_or(self, fallback: BaseModel) -> BaseModel:
+        """The validated value, or the caller's documented fallback action when the request failed."""
+        return self.value if self.value is not None else fallback

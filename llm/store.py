@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator
+from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -30,6 +33,9 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL,
     PRIMARY KEY (identity, attempt, request_hash)
 )"""
+
+
+_INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 def identity_of(key: Hashable) -> str:
@@ -60,6 +66,8 @@ class ResponseStore:
         self.path = os.fspath(path)
         self._busy = busy_timeout_ms
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         with self._conn() as conn:
             conn.execute(_SCHEMA)
@@ -73,6 +81,8 @@ class ResponseStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
+            with self._opened_lock:
+                self._opened.append(conn)
         return conn
 
     def get(self, identity: str, attempt: int, req_hash: str) -> StoredResponse | None:
@@ -82,17 +92,31 @@ class ResponseStore:
             (identity, attempt, req_hash)).fetchone()
         return StoredResponse(*row) if row else None
 
-    def put(self, identity: str, attempt: int, req_hash: str, *, model: str | None, messages: list[dict] | str,
+    @staticmethod
+    def row(identity: str, attempt: int, req_hash: str, *, model: str | None, messages: list[dict] | str,
             raw: str | None, finish_reason: str | None, parsed: Any, failure_kind: str | None,
             failure_message: str | None, prompt_tokens: int, completion_tokens: int, latency_s: float,
-            sends: int) -> None:
-        """Insert or replace one response (``messages`` as a list or its JSON); committed when this returns."""
-        self._conn().execute(
-            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (identity, attempt, req_hash, model, messages if isinstance(messages, str) else json.dumps(messages),
-             raw, finish_reason,
-             None if parsed is None else json.dumps(parsed), failure_kind, failure_message,
-             prompt_tokens, completion_tokens, latency_s, sends, time.time()))
+            sends: int) -> tuple:
+        """A row to store; ``messages`` and ``parsed`` as values or as JSON text."""
+        return (identity, attempt, req_hash, model, messages if isinstance(messages, str) else json.dumps(messages),
+                raw, finish_reason,
+                None if parsed is None else parsed if isinstance(parsed, str) else json.dumps(parsed),
+                failure_kind, failure_message, prompt_tokens, completion_tokens, latency_s, sends, time.time())
+
+    def put(self, *args, **kwargs) -> None:
+        """Insert or replace one response (arguments as for ``row``); committed when this returns."""
+        self.put_rows([self.row(*args, **kwargs)])
+
+    def put_rows(self, rows: list[tuple]) -> None:
+        """Insert or replace rows in one transaction; committed when this returns."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def keys_for(self, identities: list[str]) -> set[tuple[str, int, str]]:
         """(identity, attempt, request_hash) of every stored row for these identities."""
@@ -130,7 +154,66 @@ class ResponseStore:
         return n
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every connection this store opened, in any thread."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+
+class GroupWriter:
+    """Commits rows for an event loop from a writer thread, grouping rows that arrive together.
+
+    ``await writer.put(row)`` returns only after the transaction holding ``row`` has committed, so every
+    response is still stored before it is used; grouping only saves work per commit.
+    """
+
+    def __init__(self, store: ResponseStore):
+        self.store = store
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="llm-store-writer", daemon=True)
+        self._thread.start()
+
+    async def put(self, row: tuple) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put((row, future))
+        await future
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in items)
+            items = [item for item in items if item is not None]
+            if items:
+                try:
+                    self.store.put_rows([row for row, _ in items])
+                    error = None
+                except Exception as err:  # noqa: BLE001 - reported to every waiting request
+                    error = err
+                loop = items[0][1].get_loop()
+                loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
+            if stop:
+                return
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(30)
+
+
+def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:
+    for future in futures:
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)

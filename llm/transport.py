@@ -68,6 +68,10 @@ class CountingTransport(httpx2.AsyncHTTPTransport):
 
 
 CONNECTIONS_PER_LANE = 8
+# the client's platform telemetry headers are dropped: each header costs CPU on every request
+_NO_TELEMETRY = {h: openai.Omit() for h in (
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+    "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async")}
 
 
 class Endpoint:
@@ -80,6 +84,7 @@ class Endpoint:
     def __init__(self, index: int, base_url: str, api_key: str, *, concurrency: int, timeout_s: float,
                  connect_timeout_s: float, max_retries: int):
         self.index, self.base_url = index, base_url
+        self.chat_url = base_url.rstrip("/") + "/chat/completions"  # absolute: the client skips URL merging
         self.outstanding = 0
         self.sent = 0
         self.format_level = 0
@@ -93,7 +98,8 @@ class Endpoint:
             http = httpx2.AsyncClient(transport=CountingTransport(verify=ssl_context, limits=limits), limits=limits,
                                       timeout=timeout, verify=ssl_context)
             self.lanes.append(openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=max_retries,
-                                                 timeout=timeout, http_client=http))
+                                                 timeout=timeout, http_client=http,
+                                                 default_headers=_NO_TELEMETRY))
         self.lane_load = [0] * n_lanes
         self.client = self.lanes[0]
 

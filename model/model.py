@@ -94,8 +94,9 @@ class EconomyModel(mesa.Model):
         binding_platforms: the leader must enact its platform (default: it maximises its own utility).
         conformity: weight in [0, 1] of neighbours' preferences in each rational vote.
         candidates: number of workers who run in each election.
-        backend, base_url, llm_model, llm_store: LLM settings for LLM minds (see :mod:`llm`); ``auto``
-            uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model.
+        backend, base_url, llm_model, llm_store, llm_store_mode: LLM settings for LLM minds (see :mod:`llm`);
+            ``auto`` uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model;
+            the store (``record``, ``replay`` or ``off``) persists every response for replay and resume.
         prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
         history_length: steps of its own history an LLM worker sees.
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
@@ -111,7 +112,7 @@ class EconomyModel(mesa.Model):
                  frisch: float = 0.4, scenario: str = "rational", network: str | None = None,
                  binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5,
                  backend: str = "auto", base_url: str | None = None, llm_model: str | None = None,
-                 llm_store: str = "results/llm-responses.sqlite", prompt_mode: str = "improved", history_length: int = 50,
+                 llm_store: str = "results/llm-responses.sqlite", llm_store_mode: str = "record", prompt_mode: str = "improved", history_length: int = 50,
                  archetypes: int = 0, run_id: str = "run", rng=None):
         super().__init__(rng=rng)
         if preset not in PRESETS:
@@ -149,7 +150,7 @@ class EconomyModel(mesa.Model):
         deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
         schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
         self.preferences = self._preferences(eta, frisch)
-        self.llm = self._llm_client(backend, base_url, llm_model, llm_store) if "llm" in (worker_mind, planner) else None
+        self.llm = self._llm_client(backend, base_url, llm_model, llm_store, llm_store_mode) if "llm" in (worker_mind, planner) else None
         if worker_mind == "llm":
             from agents.llm_minds import LLMWorkerMind
 
@@ -216,13 +217,18 @@ class EconomyModel(mesa.Model):
         reference = bracket_set(CALIBRATION_BRACKETS).schedule()
         return calibrate_disutility(self.workforce.skill, reference, eta=eta, frisch=frisch, cap=HOURS_CAP)
 
-    def _llm_client(self, backend, base_url, llm_model, llm_store):
+    def _llm_client(self, backend, base_url, llm_model, llm_store, llm_store_mode):
         from llm import LLMClient, LLMConfig
 
         if llm_store:
             Path(llm_store).parent.mkdir(parents=True, exist_ok=True)
         return LLMClient(LLMConfig.from_env(backend=backend, base_urls=base_url, model=llm_model,
-                                            store_path=llm_store))
+                                            store_path=llm_store, store_mode=llm_store_mode))
+
+    def close(self) -> None:
+        """Release the LLM client (and stop the embedded model if this model started it)."""
+        if self.llm is not None:
+            self.llm.close()
 
     def _planner_rule(self, planner, options, prompt_mode, run_id):
         if planner == "llm":

@@ -33,7 +33,7 @@ def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
     (LLMConfig(concurrency=0, store_mode="off"), "concurrency", "an integer >= 1"),
     (LLMConfig(concurrency=-3, store_mode="off"), "concurrency", "an integer >= 1"),
     (LLMConfig(store_mode="sometimes", store_path="x"), "store_mode", "record | replay | off"),
-    (LLMConfig(store_mode="record"), "store_path", "a file path"),
+    (LLMConfig(store_mode="record", store_path=None), "store_path", "a file path"),
     (LLMConfig(max_retries=-1, store_mode="off"), "max_retries", "an integer >= 0"),
     (LLMConfig(timeout_s=0, store_mode="off"), "timeout_s", "a number of seconds > 0"),
     (LLMConfig(temperature=5, store_mode="off"), "temperature", "[0, 2]"),
@@ -41,6 +41,14 @@ def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
 def test_invalid_fields_are_named_with_allowed_values(config, field, allowed):
     err = start_error(config)
     assert err.field == field and allowed in str(err)
+
+
+def test_unwritable_store_is_a_startup_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = start_error(LLMConfig(base_urls=("http://127.0.0.1:9/v1",), model="m",
+                                store_path=str(blocker / "store.sqlite")))
+    assert err.field == "store_path"
 
 
 def test_unreachable_server_is_a_startup_error():
@@ -75,7 +83,7 @@ def test_from_env_reads_settings_and_flags_win():
 
 
 def test_auto_backend_prefers_explicit_settings_else_the_embedded_model():
-    off = dict(store_mode="off")
+    off = {"store_mode": "off"}
     assert resolve_backend(LLMConfig(**off), env={}).kind == "embedded"
     b = resolve_backend(LLMConfig(**off), env={"LLM_BASE_URL": "http://127.0.0.1:8000/v1"})
     assert b.kind == "openai" and b.base_urls == ("http://127.0.0.1:8000/v1",) and b.api_key == "not-needed"
@@ -92,9 +100,9 @@ def test_openai_without_a_key_is_a_startup_error():
 
 
 def test_model_is_taken_from_the_server_when_not_set():
-    with FaultServer(models=("served-model",)) as srv:
-        with LLMClient(LLMConfig(base_urls=(srv.base_url,), store_mode="off"), env={}) as client:
-            assert client.model == "served-model"
+    with FaultServer(models=("served-model",)) as srv, \
+            LLMClient(LLMConfig(base_urls=(srv.base_url,), store_mode="off"), env={}) as client:
+        assert client.model == "served-model"
 
 
 def test_config_holds_no_secret():

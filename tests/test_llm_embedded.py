@@ -35,10 +35,10 @@ def port_is_free(port: int) -> bool:
 def test_embedded_model_answers_four_concurrent_schema_requests_and_stops_cleanly():
     try:
         find_model_file(None, env={})
-    except Exception as err:  # pragma: no cover - the model ships with the test requirements
+    except Exception as err:  # noqa: BLE001 - the model ships with the test requirements
         pytest.fail(f"embedded model missing: {err}")
     config = LLMConfig(backend="embedded", store_mode="off", embedded_slots=4, embedded_ctx_per_slot=1024,
-                       max_tokens=80, concurrency=4)
+                       max_tokens=80, concurrency=4, embedded_threads=1)
     client = LLMClient(config, env={})
     try:
         server = client.embedded

@@ -15,8 +15,8 @@ CLIENT_KIND = {k: k for k in FAULT_KINDS} | {"disconnect": "connection"}
 
 
 def config(*urls, **kw) -> LLMConfig:
-    base = dict(base_urls=urls, model="fault-model", store_mode="off", concurrency=64, timeout_s=1.0,
-                max_retries=2, max_reasks=2)
+    base = {"base_urls": urls, "model": "fault-model", "store_mode": "off", "concurrency": 64, "timeout_s": 1.0,
+            "max_retries": 2, "max_reasks": 2}
     return LLMConfig(**(base | kw))
 
 
@@ -37,6 +37,8 @@ def test_thousand_requests_with_thirty_percent_faults_of_every_kind():
         else:
             assert isinstance(r.failure.kind, FailureKind)
     assert sum(r.ok for r in results) > 950  # retries and re-asks recover almost everything
+    fallback = Work(hours=40, reason="fallback")
+    assert all(r.value_or(fallback) is (r.value if r.ok else fallback) for r in results)
 
     injected = stats["by_kind"]
     assert set(injected) == set(FAULT_KINDS), "every fault kind was injected"
@@ -86,9 +88,8 @@ def _reask_script(messages):
 
 
 def test_reask_with_the_error_recovers_a_bad_answer():
-    with FaultServer(script=_reask_script) as srv:
-        with LLMClient(config(srv.base_url)) as client:
-            result = client.complete(work_requests(1)[0])
+    with FaultServer(script=_reask_script) as srv, LLMClient(config(srv.base_url)) as client:
+        result = client.complete(work_requests(1)[0])
     assert result.ok and result.value == Work(hours=38, reason="corrected")
     assert result.attempts == 2
 
@@ -98,9 +99,8 @@ def test_reask_with_the_error_recovers_a_bad_answer():
     ("I think {\"hours\": \"22%\", \"reason\": \"fine\"} is right.", 22),
 ])
 def test_common_junk_is_tolerated_end_to_end(answer, expected):
-    with FaultServer(script=lambda messages: answer) as srv:
-        with LLMClient(config(srv.base_url)) as client:
-            result = client.complete(work_requests(1)[0])
+    with FaultServer(script=lambda messages: answer) as srv, LLMClient(config(srv.base_url)) as client:
+        result = client.complete(work_requests(1)[0])
     assert result.ok and result.value.hours == expected and result.attempts == 1
 
 
@@ -144,10 +144,9 @@ def test_progress_callback_runs_in_the_callers_thread_and_counts_to_total():
     import threading
 
     calls = []
-    with FaultServer(latency=0.001) as srv:
-        with LLMClient(config(srv.base_url)) as client:
-            client.run_batch(work_requests(50),
-                             progress=lambda done, total: calls.append((done, total, threading.get_ident())))
+    with FaultServer(latency=0.001) as srv, LLMClient(config(srv.base_url)) as client:
+        client.run_batch(work_requests(50),
+                         progress=lambda done, total: calls.append((done, total, threading.get_ident())))
     assert calls[0][:2] == (0, 50) and calls[-1][:2] == (50, 50)
     assert [c[0] for c in calls] == list(range(51))
     assert {c[2] for c in calls} == {threading.get_ident()}
@@ -169,8 +168,7 @@ def test_an_unexpected_error_inside_one_request_is_a_typed_failure():
         def model_validate(cls, *a, **k):  # a caller's model that misbehaves
             raise RuntimeError("boom")
 
-    with FaultServer() as srv:
-        with LLMClient(config(srv.base_url)) as client:
-            bad = LLMRequest(key="bad", messages=[{"role": "user", "content": "x"}], schema=Exploding)
-            results = client.run_batch([bad] + work_requests(3))
+    with FaultServer() as srv, LLMClient(config(srv.base_url)) as client:
+        bad = LLMRequest(key="bad", messages=[{"role": "user", "content": "x"}], schema=Exploding)
+        results = client.run_batch([bad] + work_requests(3))
     assert results[0].failure is not None and all(r.ok for r in results[1:])

@@ -23,7 +23,8 @@ ROOT = Path(__file__).parent.parent
 
 
 def config(url: str, store: Path, **kw) -> LLMConfig:
-    return LLMConfig(**(dict(base_urls=(url,), model="fault-model", store_path=str(store), concurrency=16) | kw))
+    base = {"base_urls": (url,), "model": "fault-model", "store_path": str(store), "concurrency": 16}
+    return LLMConfig(**(base | kw))
 
 
 def stored_ids(store: Path) -> set[str]:
@@ -167,20 +168,18 @@ def test_several_processes_share_one_store(tmp_path):
 def test_every_response_is_committed_before_it_is_returned(tmp_path):
     store_path = tmp_path / "commit.sqlite"
     seen = []
-    with FaultServer() as srv:
-        with LLMClient(config(srv.base_url, store_path, concurrency=4)) as client:
-            def progress(done, total):  # another connection sees each returned answer already committed
-                seen.append(count_rows(store_path) >= done)
-            client.run_batch(work_requests(40), progress=progress)
+    with FaultServer() as srv, LLMClient(config(srv.base_url, store_path, concurrency=4)) as client:
+        def progress(done, total):  # another connection sees each returned answer already committed
+            seen.append(count_rows(store_path) >= done)
+        client.run_batch(work_requests(40), progress=progress)
     assert seen and all(seen)
 
 
 def test_export_transcripts_jsonl(tmp_path):
     store = tmp_path / "t.sqlite"
-    with FaultServer() as srv:
-        with LLMClient(config(srv.base_url, store)) as client:
-            results = client.run_batch(work_requests(5))
-            n = client.export_transcripts(tmp_path / "t.jsonl")
+    with FaultServer() as srv, LLMClient(config(srv.base_url, store)) as client:
+        results = client.run_batch(work_requests(5))
+        n = client.export_transcripts(tmp_path / "t.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert n == len(lines) == 5
     by_key = {tuple(line["identity"]): line for line in lines}

@@ -6,8 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from llm import LLMClient, LLMConfig  # noqa: E402
-from tests.llm_helpers.common import outcome, work_requests  # noqa: E402
+from llm import LLMClient, LLMConfig
+from tests.llm_helpers.common import outcome, work_requests
 
 
 def main() -> None:

@@ -1,0 +1,179 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against the Solara server
+on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from visualization import assets, server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright not installed (pip install playwright)")
+
+
+def cdn_reachable() -> bool:
+    try:
+        urllib.request.urlopen("https://cdn.jsdelivr.net/npm/requirejs@2.3.6/package.json", timeout=3)
+    except OSError:
+        return False
+    return True
+
+
+if assets.missing() and not cdn_reachable():
+    pytest.skip("Solara's front-end files are not cached and cdn.jsdelivr.net is unreachable "
+                "(run: python -m visualization.assets)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dashboard server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"dashboard server did not answer on {url} within {timeout:.0f} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory):
+    """A dashboard server started as a user would, on a free port of 127.0.0.1."""
+    log = tmp_path_factory.mktemp("server") / "solara.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with log.open("w") as output:
+        process = server.serve(port=port, wait=False, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS, headless=True, viewport={"width": 1500, "height": 1100})
+        yield context
+        context.close()
+
+
+class Console:
+    """Errors the page reports: console errors, uncaught exceptions and failed requests."""
+
+    def __init__(self, page):
+        self.errors = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("response", lambda response: response.status >= 400 and self.errors.append(
+            f"HTTP {response.status}: {response.url}"))
+
+
+def open_dashboard(browser, url):
+    page = browser.new_page()
+    console = Console(page)
+    page.goto(url)
+    page.get_by_text("Time: 0.0").wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('img').length >= 6", timeout=60_000)
+    return page, console
+
+
+def status(page) -> str:
+    return page.locator("p", has_text=re.compile(r"Step \d+ of \d+")).first.inner_text()
+
+
+def choose(page, label: str, option: str) -> None:
+    page.locator(".v-select", has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def type_into(page, label: str, text: str) -> None:
+    field = page.get_by_label(label)
+    field.fill(text)
+    field.press("Enter")
+
+
+def image_sources(page) -> list[str]:
+    return page.locator("img").evaluate_all("images => images.map(image => image.src)")
+
+
+def press(page, button: str) -> None:
+    page.get_by_role("button", name=button, exact=True).click()
+
+
+def test_controls_step_and_plots_update_in_chromium(dashboard_url, browser, tmp_path):
+    page, console = open_dashboard(browser, dashboard_url)
+    assert console.errors == []
+    assert "Step 0 of 100 · 100 workers" in status(page)
+
+    choose(page, "Planner", "blackbox")
+    type_into(page, "Workers (2-10000)", "60")
+    page.get_by_role("slider").nth(2).press("Home")  # tax-year length 1: new rates every step
+    press(page, "Reset")
+    page.get_by_text("planner blackbox").wait_for()
+    assert "60 workers" in status(page)
+
+    before = image_sources(page)
+    for step in (1, 2, 3):
+        press(page, "Step")
+        page.get_by_text(f"Time: {step}.0").wait_for()
+    page.get_by_text("Step 3 of 100").wait_for()
+    every_image_changed = "before => Array.from(document.images).every((image, i) => image.src !== before[i])"
+    page.wait_for_function(every_image_changed, arg=before)
+    after = image_sources(page)
+    assert all(a != b for a, b in zip(before, after, strict=True))
+
+    screenshot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    assert console.errors == []
+    page.close()
+
+
+def test_invalid_input_shows_an_error_and_the_server_keeps_serving(dashboard_url, browser):
+    page, console = open_dashboard(browser, dashboard_url)
+    type_into(page, "Workers (2-10000)", "-5")
+    press(page, "Reset")
+    page.get_by_text("workers: must be a whole number from 2 to 10000, got '-5'").wait_for()
+
+    other, other_console = open_dashboard(browser, dashboard_url)  # a second visitor is served as usual
+    assert "Step 0 of 100 · 100 workers" in status(other)
+    other.close()
+
+    type_into(page, "Workers (2-10000)", "50")
+    press(page, "Reset")
+    page.get_by_text("Step 0 of 100 · 50 workers").wait_for()
+    assert page.get_by_text("must be a whole number").count() == 0
+    press(page, "Step")
+    page.get_by_text("Time: 1.0").wait_for()
+    assert console.errors == [] and other_console.errors == []
+    page.close()

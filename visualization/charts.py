@@ -1,0 +1,186 @@
+"""Matplotlib chart components: tax schedule, objective with baselines, distributions and time series.
+
+Each chart draws a small PNG only when the data it shows changes (its memo key), so a step
+redraws the time series but not, say, an unchanged hours histogram.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import solara
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from mesa.visualization.utils import update_counter
+
+from visualization.baselines import baseline_objectives
+
+BASELINE_COLOURS = {"us_federal": "tab:red", "saez": "tab:green", "oracle": "tab:purple"}
+FIGURE_SIZE = (5.0, 3.0)
+DPI = 72
+
+
+def png(figure: Figure, draw: Callable) -> bytes:
+    """PNG bytes of ``figure`` cleared and drawn on by ``draw(figure, axes)``.
+
+    Reusing one figure per chart keeps its renderer, whose text-layout cache makes redraws cheaper.
+    """
+    figure.clear()
+    axes = figure.subplots()
+    figure.subplots_adjust(left=0.14, right=0.88, bottom=0.2, top=0.9)
+    draw(figure, axes)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@solara.component
+def Chart(draw: Callable, key: list, size=FIGURE_SIZE):
+    """A chart redrawn only when ``key`` changes."""
+    figure = solara.use_memo(lambda: Figure(figsize=size, dpi=DPI), [])
+    image = solara.use_memo(lambda: png(figure, draw), key)
+    solara.Image(image, format="png")
+
+
+def fingerprint(*arrays) -> int:
+    """A cheap memo key for the contents of numpy arrays."""
+    return hash(tuple(np.ascontiguousarray(a).tobytes() for a in arrays))
+
+
+def bracket_labels(schedule) -> list[str]:
+    def dollars(value):
+        return f"${value / 1000:,.0f}k" if value >= 1000 else f"${value:,.0f}"
+    return [f"{dollars(lo)}+" for lo in schedule.edges]
+
+
+def model_series(model, column: str) -> np.ndarray:
+    return np.asarray(model.datacollector.model_vars[column], dtype=float)
+
+
+def steps_axis(axes):
+    axes.set_xlabel("Step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+@solara.component
+def CurrentSchedule(model):
+    """Marginal rate per bracket in force now."""
+    update_counter.get()
+    schedule = model.schedule
+
+    def draw(figure, axes):
+        axes.set_title("Tax schedule in force", fontsize=11)
+        axes.bar(range(schedule.n_brackets), 100 * schedule.rates, color="tab:blue")
+        axes.set_xticks(range(schedule.n_brackets), bracket_labels(schedule), rotation=30, fontsize=8)
+        axes.set_ylabel("marginal rate (%)")
+        axes.set_ylim(0, 100)
+        if schedule.deduction:
+            axes.set_xlabel(f"taxable income (after a ${schedule.deduction:,.0f} deduction)", fontsize=9)
+
+    Chart(draw, [id(model), tuple(schedule.rates)])
+
+
+@solara.component
+def ScheduleHistory(model):
+    """Each bracket's rate over the run: the rates the planner set, each in force until the next change."""
+    update_counter.get()
+    history = model.planner.history
+
+    def draw(figure, axes):
+        steps = [step for step, _ in history] + [model.max_steps]
+        rates = np.array([rates for _, rates in history] + [history[-1][1]])
+        axes.set_title(f"Rate history ({len(history) - 1} changes)", fontsize=11)
+        for j, label in enumerate(bracket_labels(model.schedule)):
+            axes.step(steps, 100 * rates[:, j], where="post", label=label)
+        axes.set_ylabel("marginal rate (%)")
+        axes.set_ylim(0, 100)
+        axes.set_xlim(0, model.max_steps)
+        steps_axis(axes)
+        axes.legend(fontsize=7, ncol=2, loc="upper left")
+
+    Chart(draw, [id(model), len(history)])
+
+
+@solara.component
+def ObjectiveChart(model):
+    """The planner's objective over time, with the baseline planners' on the same population."""
+    update_counter.get()
+    baselines = solara.use_memo(lambda: baseline_objectives(model.model_kwargs), [id(model)])
+    now = int(model.time)
+
+    def draw(figure, axes):
+        objective = model_series(model, "objective")
+        axes.set_title(f"Objective: {model.objective_name}", fontsize=11)
+        axes.plot(np.arange(objective.size), objective, color="tab:blue", linewidth=2, label="this run")
+        for name, series in baselines.items():
+            if not isinstance(series, str):
+                axes.plot(np.arange(series.size), series, linestyle="--", color=BASELINE_COLOURS[name],
+                          label=name)
+        steps_axis(axes)
+        axes.legend(fontsize=8, loc="lower right")
+
+    Chart(draw, [id(model), now])
+    for name, series in baselines.items():
+        if isinstance(series, str):
+            solara.Text(f"{name}: {series}")
+
+
+@solara.component
+def HoursHistogram(model):
+    """Distribution of weekly hours this step."""
+    update_counter.get()
+    hours = model.workforce.hours
+
+    def draw(figure, axes):
+        axes.set_title(f"Weekly hours (mean {hours.mean():.1f})", fontsize=11)
+        axes.hist(hours, bins=np.linspace(0, model.hours_cap, 21), color="tab:orange", edgecolor="white")
+        axes.set_xlabel("hours per week")
+        axes.set_ylabel("workers")
+
+    Chart(draw, [id(model), fingerprint(hours)])
+
+
+@solara.component
+def IncomeDistribution(model):
+    """Pre-tax and post-tax (after tax and rebate) income this step."""
+    update_counter.get()
+    outcome = model.outcome
+    pre_tax = outcome.income
+    post_tax = outcome.income - outcome.tax + outcome.rebate
+
+    def draw(figure, axes):
+        top = max(np.quantile(pre_tax, 0.99), np.quantile(post_tax, 0.99), 1.0)
+        bins = np.linspace(0, top, 31)
+        axes.set_title("Income distribution", fontsize=11)
+        axes.hist(np.minimum(pre_tax, top), bins=bins, alpha=0.55, label="pre-tax", color="tab:blue")
+        axes.hist(np.minimum(post_tax, top), bins=bins, alpha=0.55, label="post-tax + rebate",
+                  color="tab:green")
+        axes.set_xlabel("annual income ($; top 1% pooled in the last bin)", fontsize=9)
+        axes.set_ylabel("workers")
+        axes.legend(fontsize=8)
+
+    Chart(draw, [id(model), fingerprint(pre_tax, post_tax)])
+
+
+@solara.component
+def InequalityChart(model):
+    """Gini coefficients of pre- and post-tax income (left axis) and mean income (right axis) over time."""
+    update_counter.get()
+
+    def draw(figure, axes):
+        axes.set_title("Gini coefficients and mean income", fontsize=11)
+        for column, colour in (("gini_pre_tax", "tab:blue"), ("gini_post_tax", "tab:green")):
+            series = model_series(model, column)
+            axes.plot(np.arange(series.size), series, color=colour, label=column.replace("_", " "))
+        axes.set_ylabel("Gini")
+        steps_axis(axes)
+        income = axes.twinx()
+        mean_income = model_series(model, "mean_income")
+        income.plot(np.arange(mean_income.size), mean_income / 1000, color="tab:grey", linestyle=":",
+                    label="mean income")
+        income.set_ylabel("mean income ($k)")
+        figure.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.14, 0.2))
+
+    Chart(draw, [id(model), int(model.time)])
