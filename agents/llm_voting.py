@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.prompts import REASON_LENGTH, PaperDelta, PlannerAnswer, percent, worker_block
-from agents.voting import ElectionResult
+from agents.voting import ElectionResult, LeaderRule, plurality_winner
 from llm import LLMRequest
 
 
@@ -115,8 +115,7 @@ class LLMElection:
         per_worker = choice if mind.archetypes is None else mind.archetypes.broadcast(choice)
         valid = per_worker >= 0
         counts = np.bincount(per_worker[valid], minlength=len(candidates))
-        tied = np.flatnonzero(counts == counts.max())
-        winner = int(tied[0] if tied.size == 1 else model.rng.choice(tied))
+        winner = plurality_winner(counts, model.rng)
         ballots = np.where(valid, per_worker, 0)
         return ElectionResult(model.period, candidates, [tuple(map(float, p)) for p in platforms],
                               {c: int(k) for c, k in zip(candidates, counts, strict=True)}, candidates[winner], ballots)
@@ -130,24 +129,16 @@ def _candidate_index(result, candidates, paper) -> int:
     return candidates.index(int(digits)) if digits and int(digits) in candidates else -1
 
 
-class LLMLeaderRule:
+class LLMLeaderRule(LeaderRule):
     """The elected worker sets the rates: its platform if binding, else whatever its own LLM answers
     when told to maximise its own utility (the reference's non-binding platform)."""
 
     def __init__(self, binding: bool = False):
-        self.binding = binding
+        super().__init__(binding)
         self.failures = 0
 
-    def initial_rates(self, model):
-        return None
-
-    def decide(self, model):
-        if not model.elections:
-            return model.schedule.rates
-        record = model.elections[-1]
-        if self.binding:
-            return np.asarray(record["platform"])
-        leader, paper = record["leader"], model.worker_mind.mode == "paper"
+    def selfish_rates(self, model, leader: int) -> np.ndarray:
+        paper = model.worker_mind.mode == "paper"
         ask = ("This year you set the marginal tax rates for everyone. Maximize your utility u. "
                f"Current TAX: {percent(model.schedule.rates)}; brackets {model.schedule.describe()}. ")
         ask += ('Your output MUST be a JSON like {"DELTA": [changes in -20, -10, 0, 10, 20]}.' if paper else

@@ -44,6 +44,12 @@ def equilibrium_utilities(model, schedules) -> np.ndarray:
                                         grid=model.hours_grid).utility for schedule in schedules])
 
 
+def plurality_winner(counts: np.ndarray, rng: np.random.Generator) -> int:
+    """Index with the most votes; a tie is broken uniformly at random by ``rng``."""
+    tied = np.flatnonzero(counts == counts.max())
+    return int(tied[0] if tied.size == 1 else rng.choice(tied))
+
+
 def rescale_rows(values: np.ndarray) -> np.ndarray:
     """Map each row to [0, 1] (best option 1, worst 0; all zero when indifferent)."""
     low, high = values.min(axis=1, keepdims=True), values.max(axis=1, keepdims=True)
@@ -85,8 +91,7 @@ class RationalElection:
             utility = equilibrium_utilities(model, [model.schedule.with_rates(r) for r in platforms])
         ballots = self.ballots(model, utility)
         counts = np.bincount(ballots, minlength=len(candidates))
-        tied = np.flatnonzero(counts == counts.max())
-        winner = int(tied[0] if tied.size == 1 else model.rng.choice(tied))
+        winner = plurality_winner(counts, model.rng)
         return ElectionResult(model.period, candidates, [tuple(map(float, p)) for p in platforms],
                               {c: int(k) for c, k in zip(candidates, counts, strict=True)}, candidates[winner], ballots)
 
