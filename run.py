@@ -117,7 +117,7 @@ def table_text(table: pd.DataFrame) -> str:
 def main_run(args) -> Path:
     out = Path(args.out or f"results/{args.preset}-{args.planner}-seed{args.seed}")
     config = {"workers": args.workers, "preset": args.preset, "brackets": args.brackets, "planner": args.planner,
-              "worker_mind": args.worker_mind, "scenario": args.scenario, "objective": args.objective,
+              "worker_mind": args.worker_mind, "scenario_name": args.scenario, "objective": args.objective,
               "tax_year_length": args.tax_year_length, "max_steps": args.steps, "prompt_mode": args.prompt_mode,
               "archetypes": args.archetypes, "backend": args.backend, "base_url": args.base_url,
               "llm_model": args.model, "rng": args.seed, "run_id": out.name}

@@ -86,7 +86,7 @@ class EconomyModel(mesa.Model):
         standard_deduction: apply the bracket set's standard deduction (calibrated default).
         eta: curvature of utility of consumption (calibrated preset).
         frisch: Frisch elasticity of hours (calibrated preset).
-        scenario: ``rational`` (a planner sets the rates), ``bounded`` (LLM workers judge each step through
+        scenario_name: ``rational`` (a planner sets the rates), ``bounded`` (LLM workers judge each step through
             their persona; a NO halves the utility they remember) or ``democratic`` (workers elect a leader at
             the end of each tax year, who sets the next year's rates; ``planner`` is then unused).
         network: social network over workers: ``homophily`` (default when democratic), ``watts_strogatz``,
@@ -109,7 +109,7 @@ class EconomyModel(mesa.Model):
                  objective: str | None = None, max_steps: int = 100, agent_interval: int = 1, skills=None,
                  population: str | None = None, initial_rates=None, planner_options: dict | None = None,
                  hours_grid: float | None = None, standard_deduction: bool | None = None, eta: float = 1.0,
-                 frisch: float = 0.4, scenario: str = "rational", network: str | None = None,
+                 frisch: float = 0.4, scenario_name: str = "rational", network: str | None = None,
                  binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5,
                  backend: str = "auto", base_url: str | None = None, llm_model: str | None = None,
                  llm_store: str = "results/llm-responses.sqlite", llm_store_mode: str = "record", prompt_mode: str = "improved", history_length: int = 50,
@@ -131,12 +131,12 @@ class EconomyModel(mesa.Model):
             raise ValueError(f"planner: unknown planner {planner!r}; allowed: {', '.join((*PLANNERS, 'llm'))}")
         if prompt_mode not in PROMPT_MODES:
             raise ValueError(f"prompt_mode: unknown mode {prompt_mode!r}; allowed: {', '.join(PROMPT_MODES)}")
-        if scenario not in SCENARIOS:
-            raise ValueError(f"scenario: unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
-        if scenario == "bounded" and worker_mind != "llm":
-            raise ValueError("scenario: 'bounded' needs worker_mind='llm' (personas judge the tax policy)")
-        self.scenario_name = scenario
-        network = network or ("homophily" if scenario == "democratic" else "none")
+        if scenario_name not in SCENARIOS:
+            raise ValueError(f"scenario_name: unknown scenario {scenario_name!r}; allowed: {', '.join(SCENARIOS)}")
+        if scenario_name == "bounded" and worker_mind != "llm":
+            raise ValueError("scenario_name: 'bounded' needs worker_mind='llm' (personas judge the tax policy)")
+        self.scenario_name = scenario_name
+        network = network or ("homophily" if scenario_name == "democratic" else "none")
         if network not in NETWORKS:
             raise ValueError(f"network: unknown network {network!r}; allowed: {', '.join(NETWORKS)}")
         grid = defaults["hours_grid"] if hours_grid is None else float(hours_grid)
@@ -168,12 +168,12 @@ class EconomyModel(mesa.Model):
         self.elections: list[dict] = []
         self.votes = np.full(len(self.workforce), -1)
         self.satisfaction = np.full(len(self.workforce), np.nan)
-        if scenario == "democratic" and worker_mind == "llm":
+        if scenario_name == "democratic" and worker_mind == "llm":
             from agents.llm_voting import LLMElection, LLMLeaderRule
 
             self.election = LLMElection(binding=bool(binding_platforms))
             rule = LLMLeaderRule(binding=bool(binding_platforms))
-        elif scenario == "democratic":
+        elif scenario_name == "democratic":
             self.election = RationalElection(candidates=candidates, conformity=conformity)
             rule = LeaderRule(binding=bool(binding_platforms))
         else:

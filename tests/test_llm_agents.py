@@ -156,7 +156,7 @@ def civic_server():
 
 
 def test_bounded_scenario_halves_remembered_utility_only(civic_server, tmp_path):
-    model = llm_model(civic_server, tmp_path, scenario="bounded", planner="us_federal", max_steps=2)
+    model = llm_model(civic_server, tmp_path, scenario_name="bounded", planner="us_federal", max_steps=2)
     model.step()
     w = model.workforce
     expected = np.where(w.tax < model.rebate, 1.0, 0.5)
@@ -169,7 +169,7 @@ def test_bounded_scenario_halves_remembered_utility_only(civic_server, tmp_path)
 
 @pytest.mark.parametrize("binding", [True, False])
 def test_llm_democratic_scenario(civic_server, tmp_path, binding):
-    model = llm_model(civic_server, tmp_path, scenario="democratic", binding_platforms=binding, max_steps=6)
+    model = llm_model(civic_server, tmp_path, scenario_name="democratic", binding_platforms=binding, max_steps=6)
     while model.running:
         model.step()
     assert [e["period"] for e in model.elections] == [2, 5]
@@ -181,5 +181,5 @@ def test_llm_democratic_scenario(civic_server, tmp_path, binding):
 
 
 def test_bounded_needs_llm_workers():
-    with pytest.raises(ValueError, match="^scenario: 'bounded' needs worker_mind='llm'"):
-        EconomyModel(workers=5, scenario="bounded")
+    with pytest.raises(ValueError, match="^scenario_name: 'bounded' needs worker_mind='llm'"):
+        EconomyModel(workers=5, scenario_name="bounded")

@@ -11,7 +11,7 @@ from model.network import NETWORKS, build_network, neighbour_share
 
 
 def flat_economy(skills, **kwargs):
-    return EconomyModel(skills=skills, brackets="flat", initial_rates=[0.3], scenario="democratic", network="none",
+    return EconomyModel(skills=skills, brackets="flat", initial_rates=[0.3], scenario_name="democratic", network="none",
                         tax_year_length=2, max_steps=10, **kwargs)
 
 
@@ -105,7 +105,7 @@ def test_networks():
 
 
 def test_democratic_run_records_elections_and_leader():
-    model = EconomyModel(workers=80, scenario="democratic", tax_year_length=4, max_steps=12, agent_interval=0, rng=5)
+    model = EconomyModel(workers=80, scenario_name="democratic", tax_year_length=4, max_steps=12, agent_interval=0, rng=5)
     while model.running:
         model.step()
     assert [e["period"] for e in model.elections] == [3, 7, 11]
@@ -116,10 +116,10 @@ def test_democratic_run_records_elections_and_leader():
     assert [p for p, _ in model.planner.history] == [0, 4, 8]
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"scenario": "anarchy"}, "scenario"),
+@pytest.mark.parametrize(("kwargs", "field"), [({"scenario_name": "anarchy"}, "scenario_name"),
                                                 ({"network": "grid"}, "network"),
-                                                ({"scenario": "democratic", "conformity": 2.0}, "conformity"),
-                                                ({"scenario": "democratic", "candidates": 0}, "candidates")])
+                                                ({"scenario_name": "democratic", "conformity": 2.0}, "conformity"),
+                                                ({"scenario_name": "democratic", "candidates": 0}, "candidates")])
 def test_bad_scenario_input(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         EconomyModel(workers=10, **kwargs)

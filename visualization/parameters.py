@@ -79,7 +79,7 @@ def model_kwargs(workers, preset, brackets, planner, objective, worker_mind, bac
         "objective": _choice("objective", objective, [PRESET_DEFAULT, *OBJECTIVES]),
         "worker_mind": _choice("worker_mind", worker_mind, list(WORKER_MINDS)),
         "backend": _choice("backend", backend, BACKENDS),
-        "scenario": _choice("scenario", scenario_name, SCENARIOS),
+        "scenario_name": _choice("scenario_name", scenario_name, SCENARIOS),
         "network": _choice("network", network, [SCENARIO_DEFAULT, *NETWORKS]),
         "tax_year_length": _whole_number("tax_year_length", tax_year_length, 1, 10_000),
         "max_steps": _whole_number("max_steps", max_steps, 1, 100_000),
