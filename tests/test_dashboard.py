@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import ipyvuetify as v
 import ipywidgets as widgets
@@ -15,15 +19,19 @@ from mesa.visualization.solara_viz import ModelController, ModelCreator, _check_
 from model.model import EconomyModel
 from visualization import app, baselines, server
 from visualization.charts import CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory
-from visualization.panels import ElectionResults, LLMAccounting, RunStatus, SocialNetwork, WorkerInspector
+from visualization.panels import (NETWORK_COLOURINGS, ElectionResults, LLMAccounting, RunStatus,
+                                  SocialNetwork, WorkerInspector)
 from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
 
 SMALL = {**DEFAULTS, "workers": "30", "max_steps": 20}
 
 
 def all_widgets(widget):
+    """``widget`` and its descendants, including the panels held by SolaraViz's grid layout."""
     yield widget
-    for child in getattr(widget, "children", None) or []:
+    items = getattr(widget, "items", None)
+    items = list(items.values()) if isinstance(items, dict) else items if isinstance(items, list) else []
+    for child in [*(getattr(widget, "children", None) or []), *items]:
         if isinstance(child, widgets.Widget):
             yield from all_widgets(child)
 
@@ -191,7 +199,8 @@ def test_democratic_scenario_shows_election_results_and_the_network_coloured_by_
     box, rc_network = solara.render(SocialNetwork(model), handle_error=False)
     by_vote = images(rc_network)
     assert by_vote != before
-    rc_network.find(v.BtnToggle).widget.v_model = "satisfaction"
+    # Vuetify 2's toggle buttons select by index
+    rc_network.find(v.BtnToggle).widget.v_model = NETWORK_COLOURINGS.index("satisfaction")
     assert images(rc_network) != by_vote
 
 
@@ -233,12 +242,31 @@ def test_baselines_skip_us_federal_off_us_brackets_and_the_oracle_for_large_popu
     assert baselines.baseline_planners(large) == ("us_federal", "saez")
 
 
-def test_app_page_renders_all_panels_headless():
+def test_app_page_is_solaraviz_with_every_panel_on_its_page():
+    assert app.page.component.name == "SolaraViz"
+    assert app.page.kwargs["model_params"] is CONTROLS
+    pages = [page for _, page in app.COMPONENTS]
+    assert pages == [0] * len(app.PAGES["Economy"]) + [1] * len(app.PAGES["Agents"])
     box, rc = solara.render(app.page, handle_error=False)
+    assert [tab.children for tab in rc.find(v.Tab).widgets] == [["Page 0"], ["Page 1"]]
     assert len(images(rc)) == 6
     assert "Step 0 of 100" in text_of(rc)
-    rc.find(v.BtnToggle).widget.v_model = "Agents"
-    assert "No elections in this scenario." in text_of(rc)
+    rc.find(v.Tabs).widget.v_model = 1
+    assert "No elections in this scenario." in text_of(rc) and "Rational minds: no LLM calls." in text_of(rc)
+    assert rc.find(v.TextField, label="Worker index (0-99)").widgets
+
+
+@pytest.mark.parametrize("required", ["", "1"])
+def test_browser_tests_skip_without_chromium_unless_required(required):
+    env = {**os.environ, "DASHBOARD_CHROMIUM": "/nonexistent/chromium", "REQUIRE_BROWSER": required}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                             str(Path(__file__).with_name("test_dashboard_browser.py"))],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert "/nonexistent/chromium not found" in result.stdout
+    if required:
+        assert result.returncode != 0 and "REQUIRE_BROWSER is set" in result.stdout
+    else:
+        assert result.returncode in (0, 5) and "1 skipped" in result.stdout  # 5: nothing left to run
 
 
 def test_server_binds_to_localhost_by_default():

@@ -1,9 +1,12 @@
 """The LLM Economist dashboard: ``solara run visualization/app.py`` or :func:`visualization.server.serve`.
 
-Mesa's :class:`~mesa.visualization.SolaraViz` supplies the sidebar (step/play/reset
-controller, model parameters, step counter) and owns the reactive model; the panels are
-laid out in two tabs beside it. (SolaraViz's own draggable grid loads a Vue 2 library that
-fails under the Vue 3 front end of solara 1.64 with ipyvue 3, leaving the page blank.)
+Mesa's :class:`~mesa.visualization.SolaraViz` supplies the sidebar (step/play/reset controller,
+the model parameters of :data:`~visualization.parameters.CONTROLS`, the step counter) and lays
+the panels out in a draggable grid on two pages: the economy (page 0) and its agents (page 1).
+Reset builds a new :class:`~visualization.parameters.DashboardEconomy` from the controls.
+
+Every browser session starts from the module-level model below and gets a model of its own on
+its first Reset.
 """
 
 from __future__ import annotations
@@ -22,31 +25,34 @@ from visualization.panels import (ElectionResults, InequalitySummary, LLMAccount
                                   SocialNetwork, WorkerInspector)
 from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy  # noqa: E402
 
-TABS = {
-    "Economy": [CurrentSchedule, ObjectiveChart, ScheduleHistory, HoursHistogram, IncomeDistribution,
-                InequalityChart, InequalitySummary],
-    "Agents": [ElectionResults, SocialNetwork, WorkerInspector, LLMAccounting],
+PAGES = {
+    "Economy": [RunStatus, CurrentSchedule, ObjectiveChart, ScheduleHistory, HoursHistogram,
+                IncomeDistribution, InequalityChart, InequalitySummary],
+    "Agents": [RunStatus, ElectionResults, SocialNetwork, WorkerInspector, LLMAccounting],
 }
+"""The panels of each page of the grid, in order (SolaraViz names the pages "Page 0", "Page 1")."""
+
+PANEL_HEIGHT_PX = 380  # a SolaraViz grid cell: 10 rows of 30 px with 10 px gaps
 
 
-@solara.component
-def Panels(model, tab: str):
-    """The run status and the panels of one tab, two per row."""
-    RunStatus(model)
-    with solara.GridFixed(columns=2):
-        for panel in TABS[tab]:
-            with solara.Card(margin=0, classes=["dashboard-panel"]):
-                panel(model)
+def fitted(panel):
+    """``panel`` in a box the height of its grid cell, scrolling when the content is taller."""
+
+    @solara.component
+    def Fitted(model):
+        with solara.Column(style={"max-height": f"{PANEL_HEIGHT_PX}px", "overflow-y": "auto"}):
+            panel(model)
+
+    return Fitted
 
 
-@solara.component
-def Dashboard():
-    """SolaraViz's controls in the sidebar, the panels in tabs; one model per browser session."""
-    model = solara.use_reactive(solara.use_memo(lambda: DashboardEconomy(**DEFAULTS), []))
-    tab, set_tab = solara.use_state(next(iter(TABS)))
-    SolaraViz(model, components=[], model_params=CONTROLS, name="LLM Economist", play_interval=200)
-    solara.ToggleButtonsSingle(value=tab, values=list(TABS), on_value=set_tab)
-    Panels(model.value, tab)
+COMPONENTS = [(fitted(panel), page) for page, panels in enumerate(PAGES.values()) for panel in panels]
+"""``components`` for :class:`~mesa.visualization.SolaraViz`: ``(component, page)`` pairs."""
 
+NAME = "LLM Economist"
+PLAY_INTERVAL_MS = 200
 
-page = Dashboard()
+model = DashboardEconomy(**DEFAULTS)
+page = SolaraViz(model, components=COMPONENTS, model_params=CONTROLS, name=NAME,
+                 play_interval=PLAY_INTERVAL_MS)
+page  # noqa: B018

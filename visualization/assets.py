@@ -14,9 +14,17 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-# the versions solara 1.64's page template, Markdown and widgets ask for
-PACKAGES = ("@widgetti/solara-vuetify3-app@5.2.0", "@widgetti/vue-grid-layout@2.3.13-alpha.2",
-            "requirejs@2.3.6", "font-awesome@4.5.0", "mermaid@10.8.0", "katex@0.16.9")
+# the versions solara 1.64's page template, Markdown and widgets ask for; the page template loads
+# the Vuetify 2 app with ipyvuetify 1.x (what requirements.txt pins) and the Vuetify 3 app with 3.x
+VUETIFY_APPS = {False: "@widgetti/solara-vuetify-app@10.1.1", True: "@widgetti/solara-vuetify3-app@5.2.0"}
+COMMON = ("@widgetti/vue-grid-layout@2.3.13-alpha.2", "requirejs@2.3.6", "font-awesome@4.5.0",
+          "mermaid@10.8.0", "katex@0.16.9")
+
+
+def needed() -> tuple[str, ...]:
+    """The npm packages the installed solara and ipyvuetify load from the CDN."""
+    from solara.util import IPYVUETIFY_V3
+    return (VUETIFY_APPS[bool(IPYVUETIFY_V3)], *COMMON)
 
 
 def cache_dir() -> Path:
@@ -24,13 +32,14 @@ def cache_dir() -> Path:
     return Path(assets.proxy_cache_dir)
 
 
-def missing(packages=PACKAGES, root: Path | None = None) -> list[str]:
+def missing(packages=None, root: Path | None = None) -> list[str]:
     """Packages not yet in the cache."""
     root = root or cache_dir()
+    packages = needed() if packages is None else packages
     return [package for package in packages if not (root / package / "package.json").exists()]
 
 
-def fill(packages=PACKAGES, root: Path | None = None) -> list[str]:
+def fill(packages=None, root: Path | None = None) -> list[str]:
     """Download and unpack the missing packages into the cache; returns those added."""
     root = root or cache_dir()
     todo = missing(packages, root)
