@@ -15,6 +15,9 @@ from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction,
 from llm import LLMRequest
 
 DEFAULT_HOURS = 40.0
+# Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
+# shows the best steps so far), which keeps prompts within small models' context and fast to evaluate.
+HISTORY_LENGTH = {"paper": 50, "improved": 10}
 
 
 class LLMWorkerMind:
@@ -27,9 +30,10 @@ class LLMWorkerMind:
     name = "llm"
 
     def __init__(self, preferences, *, cap: float, grid: float | None, client, mode: str = "improved",
-                 history_length: int = 50, run_id: str = "run", archetypes=None):
+                 history_length: int | None = None, run_id: str = "run", archetypes=None):
         self.preferences, self.cap, self.grid = preferences, cap, grid
-        self.client, self.mode, self.history_length, self.run_id = client, mode, history_length, run_id
+        self.client, self.mode, self.run_id = client, mode, run_id
+        self.history_length = HISTORY_LENGTH[mode] if history_length is None else history_length
         self.archetypes = archetypes
         self.memory: dict[int, list[WorkerMemory]] = {}
         self.last_hours: np.ndarray | None = None
@@ -75,11 +79,13 @@ class LLMWorkerMind:
     def observe(self, model) -> None:
         """Remember this step's outcome for every decider (called after settle)."""
         w, rates = model.workforce, tuple(map(float, model.schedule.rates))
-        for row in self.deciders(model).tolist():
+        rows = self.deciders(model)
+        marginal = model.schedule.marginal_rate(w.income[rows])
+        for i, row in enumerate(rows.tolist()):
             self.memory.setdefault(row, []).append(WorkerMemory(
                 model.period, rates, float(w.skill[row]), float(w.hours[row]), float(w.income[row]),
                 float(w.tax[row]), float(model.rebate), float(w.consumption[row] - model.preferences.base_consumption),
-                float(w.utility[row])))
+                float(w.utility[row]), float(marginal[i])))
 
 
     def reflect(self, model) -> None:

@@ -60,6 +60,7 @@ class WorkerMemory:
     rebate: float
     post_tax: float
     utility: float
+    marginal_rate: float = float("nan")
 
 
 def percent(rates) -> str:
@@ -110,54 +111,83 @@ def worker_messages(*, worker: int, skill: float, history: list[WorkerMemory], h
                     exploit: bool, mode: str, persona: str | None = None, schedule=None,
                     rebate: float = 0.0) -> list[dict]:
     """Chat messages for one worker's labour decision."""
-    paper = mode == "paper"
+    if mode == "paper":
+        return _paper_worker_messages(worker, skill, history, history_length, exploit)
+    return _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule, rebate)
+
+
+def _paper_worker_messages(worker, skill, history, history_length, exploit) -> list[dict]:
     recent = history[-history_length:] if history_length else []
     blocks = []
     for i, memory in enumerate(recent):
         previous = recent[i - 1] if i else (history[-len(recent) - 1] if len(history) > len(recent) else None)
-        hint = reflection(previous, memory, paper)
-        blocks.append(worker_block(memory, paper) + (f"\n{hint}" if hint else ""))
-    best = best_memories(history)
-    if paper:
-        system = (f"You are worker_{worker}, a citizen of Princetonia. Your skill level is {skill:.2f} with an expected "
-                  f"income of {40 * skill:.2f} at 40 hours of labor each week. Each year you will have the option to "
-                  "choose the number of hours of labor to perform each week. You may work overtime (more than 40 "
-                  "hours each week) or less than 40 hours each week. Your income is proportional to your hours and "
-                  "skill. Your goal is to maximize your isoelastic utility: u = z~ - c * l^d. Make sure to "
-                  "sufficiently explore different amounts of LABOR before exploiting the best one for maximum "
-                  'utility. Your output MUST be a JSON like {"LABOR": "X"}.')
-        average_hours = round(np.mean([m.hours for m in recent]) / 10) * 10 if recent else 40
-        average_utility = np.mean([m.utility for m in recent]) if recent else 0.0
-        cue = ("Choose the best LABOR for maximum utility." if exploit else
-               "Balance exploration and exploitation by choosing varying amounts of LABOR.")
-        user = (f"The running average LABOR choice historically was LABOR={average_hours:.0f} hours corresponding to "
-                f"average utility u={average_utility:.2f}. {cue} Next year, you may perform LABOR: "
-                "[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100] hours. "
-                'Your output MUST be a JSON like {"LABOR": "X"}.')
-    else:
-        system = ("You decide how many hours a week to work this year. Income is hours x skill; income tax follows "
-                  "the marginal rates shown; all tax revenue is returned to everyone as an equal rebate. You want "
-                  "the highest utility: more take-home pay is good, more hours of work are tiring. Explore at first, "
-                  "then settle on what worked best. Answer with JSON: "
-                  '{"hours": number from 0 to 100, "reason": "at most 160 characters"}.')
-        facts = [f"You: {persona}" if persona else f"You are worker {worker}.",
-                 f"Your skill is {skill:.2f}: {40 * skill:,.0f} a year at 40 hours a week."]
-        if schedule is not None:
-            facts.append(f"Tax brackets this year: {schedule.describe()}.")
-            pay = []
-            for hours in (20, 40, 60):
-                income = skill * hours
-                pay.append(f"{hours} h: marginal rate {100 * float(schedule.marginal_rate(income)):.0f}%, take-home "
-                           f"{income - float(schedule.tax(income)) + rebate:,.0f}")
-            facts.append("At last year's rebate (" + f"{rebate:,.0f}" + "): " + "; ".join(pay) + ".")
-        cue = ("Choose the hours that gave you the best utility so far." if exploit else
-               "You may try hours you have not tried yet.")
-        user = "\n".join(facts) + f"\n{cue}"
+        hint = reflection(previous, memory, True)
+        blocks.append(worker_block(memory, True) + (f"\n{hint}" if hint else ""))
+    system = (f"You are worker_{worker}, a citizen of Princetonia. Your skill level is {skill:.2f} with an expected "
+              f"income of {40 * skill:.2f} at 40 hours of labor each week. Each year you will have the option to "
+              "choose the number of hours of labor to perform each week. You may work overtime (more than 40 "
+              "hours each week) or less than 40 hours each week. Your income is proportional to your hours and "
+              "skill. Your goal is to maximize your isoelastic utility: u = z~ - c * l^d. Make sure to "
+              "sufficiently explore different amounts of LABOR before exploiting the best one for maximum "
+              'utility. Your output MUST be a JSON like {"LABOR": "X"}.')
+    average_hours = round(np.mean([m.hours for m in recent]) / 10) * 10 if recent else 40
+    average_utility = np.mean([m.utility for m in recent]) if recent else 0.0
+    cue = ("Choose the best LABOR for maximum utility." if exploit else
+           "Balance exploration and exploitation by choosing varying amounts of LABOR.")
+    user = (f"The running average LABOR choice historically was LABOR={average_hours:.0f} hours corresponding to "
+            f"average utility u={average_utility:.2f}. {cue} Next year, you may perform LABOR: "
+            "[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100] hours. "
+            'Your output MUST be a JSON like {"LABOR": "X"}.')
     parts = []
     if blocks:
         parts.append("Historical data:\n" + "\n\n".join(blocks))
+    best = best_memories(history)
     if best:
         parts.append("Best 5 timesteps:\n" + "\n".join(
             f"Timestep {m.period}: LABOR={m.hours:.1f}, utility={m.utility:.4f}" for m in best))
     parts.append(user)
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+IMPROVED_WORKER_SYSTEM = (
+    "You decide how many hours a week to work this year. Income is hours x skill; income tax follows the marginal "
+    "rates shown; all tax revenue is returned to everyone as an equal rebate. You want the highest utility: more "
+    "take-home pay is good, more hours of work are tiring. Explore at first, then settle on what worked best. "
+    'Answer with JSON: {"hours": number from 0 to 100, "reason": "at most 160 characters"}.')
+
+
+def history_line(memory: WorkerMemory) -> str:
+    """One step of an improved-mode history: compact, so the prompt stays short."""
+    rate = "" if np.isnan(memory.marginal_rate) else f", marginal rate {100 * memory.marginal_rate:.0f}%"
+    return (f"step {memory.period}: {memory.hours:.1f} h{rate}, pre-tax {memory.income:,.0f}, tax {memory.tax:,.0f}, "
+            f"take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}")
+
+
+def _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule, rebate):
+    """Shared text first (instructions, this year's brackets), then the worker's own facts and a bounded history."""
+    facts = []
+    if schedule is not None:
+        facts.append(f"Tax brackets this year: {schedule.describe()}.")
+    facts += [f"You: {persona}" if persona else f"You are worker {worker}.",
+              f"Your skill is {skill:.2f}: {40 * skill:,.0f} a year at 40 hours a week."]
+    if schedule is not None:
+        pay = []
+        for hours in (20, 40, 60):
+            income = skill * hours
+            pay.append(f"{hours} h: marginal rate {100 * float(schedule.marginal_rate(income)):.0f}%, take-home "
+                       f"{income - float(schedule.tax(income)) + rebate:,.0f}")
+        facts.append(f"At last year's rebate ({rebate:,.0f}): " + "; ".join(pay) + ".")
+    recent = history[-history_length:] if history_length else []
+    if recent:
+        facts.append("Your recent years:\n" + "\n".join(map(history_line, recent)))
+        previous = history[-2] if len(history) > 1 else None
+        hint = reflection(previous, history[-1], False)
+        if hint:
+            facts.append(hint)
+    best = best_memories(history)
+    if best:
+        facts.append("Best so far: " + "; ".join(f"step {m.period}: {m.hours:.1f} h, utility {m.utility:.4f}"
+                                                 for m in best) + ".")
+    facts.append("Choose the hours that gave you the best utility so far." if exploit else
+                 "You may try hours you have not tried yet.")
+    return [{"role": "system", "content": IMPROVED_WORKER_SYSTEM}, {"role": "user", "content": "\n".join(facts)}]

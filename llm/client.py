@@ -71,6 +71,10 @@ class LLMClient:
             raise LLMConfigError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
                                  "a writable SQLite file path") from None
         urls, model = self.backend.base_urls, self.backend.model
+        # the embedded server works through `slots` requests at a time: more in flight would only let time
+        # spent queueing there count against the request timeout
+        embedded = self.backend.kind == "embedded"
+        self.concurrency = min(cfg.concurrency, cfg.embedded_slots) if embedded else cfg.concurrency
         try:
             if self.backend.kind == "embedded":
                 from .embedded import EmbeddedServer
@@ -98,13 +102,13 @@ class LLMClient:
 
     async def _make_endpoints(self, urls) -> list[Endpoint]:
         cfg = self.config
-        return [Endpoint(i, url, self.backend.api_key or "not-needed", concurrency=cfg.concurrency,
+        return [Endpoint(i, url, self.backend.api_key or "not-needed", concurrency=self.concurrency,
                          timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
                          max_retries=cfg.max_retries) for i, url in enumerate(urls)]
 
     async def _make_engine(self, endpoints, model) -> Engine:
         cfg = self.config
-        return Engine(endpoints, model=model, store=self.store, mode=cfg.store_mode, concurrency=cfg.concurrency,
+        return Engine(endpoints, model=model, store=self.store, mode=cfg.store_mode, concurrency=self.concurrency,
                       max_reasks=cfg.max_reasks, temperature=cfg.temperature, seed=cfg.seed,
                       max_tokens=cfg.max_tokens, accounting=self.accounting)
 

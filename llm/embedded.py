@@ -39,7 +39,7 @@ def find_model_file(path: str | None = None, env: Mapping[str, str] | None = Non
 class EmbeddedServer:
     """Starts and stops the embedded llama-server child process."""
 
-    def __init__(self, model_path: str, *, slots: int = 4, ctx_per_slot: int = 2048, threads: int | None = None,
+    def __init__(self, model_path: str, *, slots: int = 1, ctx_per_slot: int = 8192, threads: int | None = None,
                  start_timeout_s: float = 120.0):
         self.model_path, self.slots, self.ctx_per_slot = model_path, slots, ctx_per_slot
         # llama.cpp threads spin while waiting: leave a core to the simulation, or both slow down badly
@@ -123,8 +123,8 @@ def _serve(model: str, slots: int, ctx_per_slot: int, threads: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m llm.embedded", description="serve a GGUF on 127.0.0.1")
     ap.add_argument("--model", default=None)
-    ap.add_argument("--slots", type=int, default=4)
-    ap.add_argument("--ctx-per-slot", type=int, default=2048)
+    ap.add_argument("--slots", type=int, default=1)
+    ap.add_argument("--ctx-per-slot", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ns = ap.parse_args(argv)
     try:

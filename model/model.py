@@ -98,7 +98,7 @@ class EconomyModel(mesa.Model):
             ``auto`` uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model;
             the store (``record``, ``replay`` or ``off``) persists every response for replay and resume.
         prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
-        history_length: steps of its own history an LLM worker sees.
+        history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 10 improved).
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
         run_id: identity of the run in the LLM response store (for replay and resume).
         rng: seed or numpy Generator; all randomness flows from it.
@@ -112,7 +112,7 @@ class EconomyModel(mesa.Model):
                  frisch: float = 0.4, scenario_name: str = "rational", network: str | None = None,
                  binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5,
                  backend: str = "auto", base_url: str | None = None, llm_model: str | None = None,
-                 llm_store: str = "results/llm-responses.sqlite", llm_store_mode: str = "record", prompt_mode: str = "improved", history_length: int = 50,
+                 llm_store: str = "results/llm-responses.sqlite", llm_store_mode: str = "record", prompt_mode: str = "improved", history_length: int | None = None,
                  archetypes: int = 0, run_id: str = "run", rng=None):
         super().__init__(rng=rng)
         if preset not in PRESETS:
@@ -158,7 +158,7 @@ class EconomyModel(mesa.Model):
                 if archetypes else None
             self.worker_mind = LLMWorkerMind(self.preferences, cap=self.hours_cap, grid=self.hours_grid,
                                              client=self.llm, mode=prompt_mode,
-                                             history_length=_positive_int("history_length", history_length, 0),
+                                             history_length=None if history_length is None else _positive_int("history_length", history_length, 0),
                                              run_id=run_id, archetypes=groups)
         else:
             self.worker_mind = RationalMind(self.preferences, cap=self.hours_cap, grid=self.hours_grid)

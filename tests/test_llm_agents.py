@@ -129,6 +129,23 @@ def test_improved_prompt_carries_persona_and_schedule(server, tmp_path):
     assert "Tax brackets this year: [0, 11,925): 10.0%" in user and "take-home" in user
 
 
+def test_improved_prompt_shares_its_prefix_and_bounds_its_history(server, tmp_path):
+    model = llm_model(server, tmp_path, planner="us_federal", max_steps=14)
+    lengths = []
+    while model.running:
+        model.step()
+        lengths.append(len(model.worker_mind.last_exchange[0][0][1]["content"]))
+    first, second = (model.worker_mind.last_exchange[i][0] for i in (0, 1))
+    assert first[0] == second[0]
+    shared = first[1]["content"].split("\n")[0]
+    assert shared.startswith("Tax brackets this year:") and second[1]["content"].startswith(shared + "\nYou: ")
+    user = first[1]["content"]
+    assert user.count("\nstep ") == 10 and "\nstep 12: " in user and "\nstep 2: " not in user
+    memory = model.worker_mind.memory[0][-2]  # the last prompt (step 13) shows steps 3 to 12
+    assert f"step 12: {memory.hours:.1f} h, marginal rate {100 * memory.marginal_rate:.0f}%" in user
+    assert max(lengths[11:]) - min(lengths[11:]) < 40  # a full window: the prompt no longer grows
+
+
 def civic(messages):
     """Scripted answers for the bounded and democratic stages (and labour/planner as ``scripted``)."""
     user = messages[-1]["content"]
