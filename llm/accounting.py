@@ -42,6 +42,24 @@ class Accounting:
     def latency(self, seconds: float) -> None:
         self._latencies.append(seconds)
 
+    _COUNTERS = ("requests", "calls", "sends", "store_hits", "retries", "reasks", "format_fallbacks",
+                 "prompt_tokens", "completion_tokens")
+
+    def state(self) -> dict:
+        """Every count and latency, as plain data (to merge into another process's accounting)."""
+        with self._lock:
+            return {**{name: getattr(self, name) for name in self._COUNTERS}, "faults": dict(self.faults),
+                    "failures": dict(self.failures), "latencies": list(self._latencies)}
+
+    def merge(self, state: dict) -> None:
+        """Add the counts of ``state`` (from :meth:`state`) to these."""
+        with self._lock:
+            for name in self._COUNTERS:
+                setattr(self, name, getattr(self, name) + state[name])
+            self.faults.update(state["faults"])
+            self.failures.update(state["failures"])
+            self._latencies.extend(state["latencies"])
+
     def to_dict(self) -> dict:
         with self._lock:
             lat = np.asarray(list(self._latencies))

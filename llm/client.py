@@ -20,6 +20,7 @@ from .config import Backend, LLMConfig, resolve_backend
 from .engine import Engine
 from .errors import LLMConfigError
 from .records import LLMRequest, LLMResult
+from .shards import ShardPool, ShardSpec, build_endpoints, build_engine, shardable
 from .store import ResponseStore
 from .transport import Endpoint
 
@@ -75,6 +76,8 @@ class LLMClient:
         # spent queueing there count against the request timeout
         embedded = self.backend.kind == "embedded"
         self.concurrency = min(cfg.concurrency, cfg.embedded_slots) if embedded else cfg.concurrency
+        self._processes = cfg.processes or (1 if embedded else max(1, min(os.cpu_count() or 1, 4)))
+        self._shards: ShardPool | None = None
         try:
             if self.backend.kind == "embedded":
                 from .embedded import EmbeddedServer
@@ -100,17 +103,16 @@ class LLMClient:
             raise
         atexit.register(self.close)
 
+    def _spec(self, urls, model, processes: int = 1) -> ShardSpec:
+        return ShardSpec(self.config, tuple(urls), self.backend.api_key or "not-needed", model,
+                         -(-self.concurrency // processes))
+
     async def _make_endpoints(self, urls) -> list[Endpoint]:
-        cfg = self.config
-        return [Endpoint(i, url, self.backend.api_key or "not-needed", concurrency=self.concurrency,
-                         timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
-                         max_retries=cfg.max_retries) for i, url in enumerate(urls)]
+        return build_endpoints(self._spec(urls, None))
 
     async def _make_engine(self, endpoints, model) -> Engine:
-        cfg = self.config
-        return Engine(endpoints, model=model, store=self.store, mode=cfg.store_mode, concurrency=self.concurrency,
-                      max_reasks=cfg.max_reasks, temperature=cfg.temperature, seed=cfg.seed,
-                      max_tokens=cfg.max_tokens, accounting=self.accounting)
+        return build_engine(self._spec([ep.base_url for ep in endpoints], model), endpoints, self.store,
+                            self.accounting)
 
     async def _check(self, endpoints: list[Endpoint], model: str | None) -> str | None:
         """Ask each server for its models; unreachable servers and rejected keys are config errors."""
@@ -136,6 +138,8 @@ class LLMClient:
         if self._closed:
             raise RuntimeError("LLMClient is closed")
         total = len(requests)
+        if self._processes > 1 and shardable(requests):
+            return self._run_sharded(requests, progress)
         if progress is None:
             return self._loop.run(self._engine.run_batch(requests))
         done_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -152,6 +156,18 @@ class LLMClient:
                     break
         return future.result()
 
+    def _run_sharded(self, requests: Sequence[LLMRequest], progress: Progress | None) -> list[LLMResult]:
+        if self._shards is None:
+            self._shards = ShardPool(self._processes, self._spec([ep.base_url for ep in self._endpoints], self.model,
+                                                                 self._processes))
+        pool, endpoints = self._shards, self._endpoints
+        pool.format_levels = [max(a, ep.format_level) for a, ep in zip(pool.format_levels, endpoints, strict=True)]
+        try:
+            return pool.run_batch(requests, self.accounting, progress)
+        finally:
+            for ep, level in zip(endpoints, pool.format_levels, strict=True):
+                ep.format_level = level
+
     def complete(self, request: LLMRequest) -> LLMResult:
         return self.run_batch([request])[0]
 
@@ -166,6 +182,8 @@ class LLMClient:
         if self._closed:
             return
         self._closed = True
+        if self._shards is not None:
+            self._shards.close()
         if self._loop is not None:
             engine = getattr(self, "_engine", None)
             try:

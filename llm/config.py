@@ -38,6 +38,8 @@ class LLMConfig:
     embedded_slots: int = 1
     embedded_ctx_per_slot: int = 8192
     embedded_threads: int | None = None
+    # worker processes for large batches (None: up to 4, one per core, except for the embedded model)
+    processes: int | None = None
     check_server: bool = True
     connect_timeout_s: float = 5.0
 
@@ -55,7 +57,8 @@ class LLMConfig:
                 "concurrency": ("LLM_CONCURRENCY", int), "timeout_s": ("LLM_TIMEOUT", float),
                 "max_retries": ("LLM_MAX_RETRIES", int), "store_path": ("LLM_STORE", str),
                 "store_mode": ("LLM_STORE_MODE", str), "embedded_model_path": ("LLM_EMBEDDED_MODEL", str),
-                "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int)}
+                "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int),
+                "processes": ("LLM_PROCESSES", int)}
         values = {}
         for name, (var, conv) in read.items():
             if env.get(var):
@@ -80,6 +83,8 @@ class LLMConfig:
         _positive_int("embedded_slots", self.embedded_slots)
         _positive_int("embedded_ctx_per_slot", self.embedded_ctx_per_slot)
         _positive_int("max_tokens", self.max_tokens)
+        if self.processes is not None:
+            _positive_int("processes", self.processes)
         if self.embedded_threads is not None:
             _positive_int("embedded_threads", self.embedded_threads)
         for name in ("max_retries", "max_reasks"):

@@ -1,0 +1,101 @@
+"""Large batches split over worker processes give what one process gives, and no process outlives the client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm import FaultServer, LLMClient, LLMConfig, ReplayMissError
+from llm.shards import MIN_BATCH
+from tests.llm_helpers.common import outcome, work_requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(url, store, **kw) -> LLMConfig:
+    return LLMConfig(**({"base_urls": (url,), "model": "fault-model", "concurrency": 32, "store_path": str(store),
+                         "timeout_s": 2.0} | kw))
+
+
+def children(pid: int | None = None) -> set[int]:
+    """Worker processes (spawned by multiprocessing, not its resource tracker) of ``pid``."""
+    pid = pid or os.getpid()
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        found = {int(child) for child in fh.read().split()}
+    return {child for child in found if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
+
+
+def test_sharded_batch_equals_one_process_and_counts_the_same(tmp_path):
+    requests = work_requests(600)
+    outcomes, accounts, sent = [], [], []
+    for processes in (1, 3):
+        with FaultServer(latency=0.001, fault_rate=0.2, seed=3, retry_after_ms=5, timeout_hold=30) as srv:
+            with LLMClient(config(srv.base_url, tmp_path / f"p{processes}.sqlite", processes=processes)) as client:
+                before = children()
+                progress = []
+                results = client.run_batch(requests, lambda done, total: progress.append((done, total)))
+                started = children() - before
+                accounts.append(client.accounting.to_dict())
+            sent.append(srv.stats()["requests"])
+        assert len(started) == (processes if processes > 1 else 0)
+        assert progress[0] == (0, 600) and progress[-1] == (600, 600)
+        assert [r.key for r in results] == [r.key for r in requests]
+        outcomes.append([outcome(r) for r in results])
+    assert outcomes[0] == outcomes[1]
+    assert sent[0] == sent[1]
+    for name in ("requests", "calls", "sends", "retries", "reasks", "failures", "faults"):
+        assert accounts[0][name] == accounts[1][name], name
+
+
+def test_small_batches_stay_in_process(tmp_path):
+    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "s.sqlite", processes=2)) as client:
+        before = children()
+        client.run_batch(work_requests(MIN_BATCH - 1))
+        assert children() == before
+
+
+def test_a_replay_miss_in_a_worker_process_is_raised_in_the_caller(tmp_path):
+    store = tmp_path / "r.sqlite"
+    with FaultServer() as srv:
+        with LLMClient(config(srv.base_url, store, processes=2)) as client:
+            client.run_batch(work_requests(MIN_BATCH))
+    with LLMClient(config("http://127.0.0.1:9/v1", store, processes=2, store_mode="replay")) as client:
+        assert len(client.run_batch(work_requests(MIN_BATCH))) == MIN_BATCH
+        with pytest.raises(ReplayMissError):
+            client.run_batch(work_requests(MIN_BATCH + 1))
+
+
+def test_worker_processes_end_when_the_caller_is_killed(tmp_path):
+    with FaultServer(latency=0.5, slots=8) as srv:
+        script = (f"from llm import LLMClient, LLMConfig\nfrom tests.llm_helpers.common import work_requests\n"
+                  f"c = LLMClient(LLMConfig(base_urls=({srv.base_url!r},), model='fault-model', processes=2, "
+                  f"concurrency=8, store_path={str(tmp_path / 'k.sqlite')!r}))\nc.run_batch(work_requests(2000))\n")
+        caller = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while srv.stats()["requests"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = children(caller.pid)
+        assert len(workers) == 2
+        caller.send_signal(signal.SIGKILL)
+        caller.wait(10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+            assert time.monotonic() < deadline, "a worker process outlived its caller"
+            time.sleep(0.05)
+        count = srv.stats()["requests"]
+        time.sleep(1.0)
+        assert srv.stats()["requests"] <= count + 8  # at most what was in flight at the kill
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
