@@ -1,0 +1,130 @@
+"""Results folders: written in ``<name>.partial`` and renamed to ``<name>`` only when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from experiments import plots
+from experiments.config import partial_dir
+
+STORE_NAME = "responses.sqlite"
+CONFIG_NAME = "config.json"
+
+
+def write_json(path: Path, value) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_config(folder: Path) -> dict:
+    return json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+
+
+def start(out: Path, config: dict) -> Path:
+    """Create the staging folder of ``out`` with its config; returns it."""
+    partial = partial_dir(out)
+    partial.mkdir(parents=True)
+    write_json(partial / CONFIG_NAME, config)
+    return partial
+
+
+def finish(out: Path) -> Path:
+    """Replace ``out`` by its completed staging folder (the old results, if any, go only after the rename)."""
+    partial = partial_dir(out)
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        out.rename(old)
+    partial.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def without_credentials(url: str | None) -> str | None:
+    """A URL with any user:password part removed."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def llm_settings(model) -> dict | None:
+    """The LLM layer's resolved settings (backend, URLs without credentials, model); never a key."""
+    if model.llm is None:
+        return None
+    public = model.llm.config.public_dict()
+    public["base_urls"] = [without_credentials(u) for u in public.get("base_urls", ())]
+    backend = model.llm.backend
+    public["resolved"] = {"kind": backend.kind, "model": model.llm.model,
+                          "base_urls": [without_credentials(u) for u in backend.base_urls],
+                          "model_path": backend.model_path}
+    public.pop("store_path", None)
+    return public
+
+
+def model_frame(model) -> pd.DataFrame:
+    frame = model.datacollector.get_model_vars_dataframe()
+    frame.index.name = "step"
+    return frame
+
+
+def write_model_data(model, folder: Path) -> pd.DataFrame:
+    """Model data (parquet and CSV), worker data (parquet), LLM accounting and transcripts, elections."""
+    frame = model_frame(model)
+    frame.to_parquet(folder / "model.parquet")
+    frame.to_csv(folder / "model.csv")
+    if model.agent_interval:
+        workers = model.datacollector.get_agenttype_vars_dataframe(type(model.workers.to_list()[0]))
+        workers.to_parquet(folder / "agents.parquet")
+    if model.llm is not None:
+        model.llm.accounting.write_json(folder / "llm_accounting.json")
+        model.llm.export_transcripts(folder / "transcripts.jsonl")
+    if model.elections:
+        write_json(folder / "elections.json", model.elections)
+    return frame
+
+
+def final_state(model) -> dict:
+    """Hours and incomes of the last step (for the distribution plots)."""
+    w = model.workforce
+    return {"hours": np.array(w.hours), "pre_tax": np.array(w.income),
+            "post_tax": np.array(w.consumption - model.preferences.base_consumption),
+            "cap": float(model.hours_cap)}
+
+
+def write_plots(folder: Path, frame: pd.DataFrame, baselines: dict[str, pd.DataFrame], state: dict,
+                objective_name: str, label: str, elections: list[dict]) -> list[Path]:
+    written = [plots.rates(frame, folder / "rates.png"),
+               plots.objective(frame, baselines, objective_name, label, folder / "objective.png"),
+               plots.hours(state["hours"], folder / "hours.png", cap=state["cap"]),
+               plots.income(state["pre_tax"], state["post_tax"], folder / "income.png")]
+    if elections:
+        written.append(plots.elections(elections, folder / "elections.png"))
+    return written
+
+
+def summary_row(name: str, frame: pd.DataFrame, seconds: float) -> dict:
+    last = frame.iloc[-1]
+    rates = [c for c in frame.columns if c.startswith("rate_")]
+    return {"run": name, "objective": last["objective"], "utilitarian": last["utilitarian"],
+            "paper_swf": last["paper_swf"], "mean_hours": last["mean_hours"], "median_hours": last["median_hours"],
+            "zero_hours_%": 100 * last["share_zero_hours"], "gini_post_tax": last["gini_post_tax"],
+            "rates_%": " ".join(f"{100 * last[c]:.0f}" for c in rates), "seconds": seconds}
+
+
+def table_text(table: pd.DataFrame) -> str:
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
+                           "{:,.3f}".format):
+        return table.to_string()

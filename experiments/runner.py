@@ -1,0 +1,78 @@
+"""One model run: keyword arguments from settings, and stepping with a progress bar (ETA, requests/s, tokens)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from tqdm import tqdm
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a run; what is stored is kept and ``resume`` continues it."""
+
+    def __init__(self, out, step: int | None = None, total: int | None = None):
+        self.out, self.step, self.total = out, step, total
+        super().__init__(f"interrupted at step {step} of {total}")
+
+
+def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mode: str = "record",
+                 agent_interval: int = 0, **overrides) -> dict:
+    """``EconomyModel`` keyword arguments for the settings ``s`` (names as in run.py's flags)."""
+    # the democratic scenario's elected leaders set the rates: the planner is unused (and needs no LLM client)
+    planner = "fixed" if s["scenario"] == "democratic" else s["planner"]
+    kwargs = dict(workers=s["workers"], preset=s["preset"], brackets=s["brackets"], planner=planner,
+                  worker_mind=s["worker_mind"], scenario_name=s["scenario"], objective=s["objective"],
+                  tax_year_length=s["tax_year_length"], max_steps=s["steps"], agent_interval=agent_interval,
+                  prompt_mode=s["prompt_mode"], archetypes=s["archetypes"], backend=s["backend"],
+                  base_url=s["base_url"], llm_model=s["model"], planner_options=s.get("planner_options"),
+                  llm_store=store, llm_store_mode=store_mode, run_id=run_id, rng=seed)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def baseline_kwargs(s: dict, planner: str, **overrides) -> dict:
+    """A baseline planner with rational workers on the same population and seed (no data per worker)."""
+    kwargs = dict(workers=s["workers"], preset=s["preset"], brackets=s["brackets"], planner=planner,
+                  objective=s["objective"], tax_year_length=s["tax_year_length"], max_steps=s["steps"],
+                  agent_interval=0, rng=s["seed"])
+    kwargs.update(overrides)
+    return kwargs
+
+
+def llm_postfix(model, elapsed: float) -> str:
+    """Requests/s (answers from servers), tokens, failures and store hits so far."""
+    if model.llm is None:
+        return ""
+    stats = model.llm.accounting.to_dict()
+    tokens = stats["prompt_tokens"] + stats["completion_tokens"]
+    return (f"req/s={stats['calls'] / max(elapsed, 1e-9):.1f} tokens={tokens:,} "
+            f"failures={sum(stats['failures'].values())} stored={stats['store_hits']}")
+
+
+def step_all(model, desc: str, progress: bool = True) -> float:
+    """Step ``model`` until it stops; returns the seconds taken. KeyboardInterrupt propagates."""
+    start = time.perf_counter()
+    bar = tqdm(total=model.max_steps, initial=int(model.time), desc=desc, unit="step", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    done = threading.Event()
+
+    def tick():  # LLM steps can be long: refresh the counters while a step runs
+        while not done.wait(1.0):
+            bar.set_postfix_str(llm_postfix(model, time.perf_counter() - start), refresh=True)
+
+    ticker = threading.Thread(target=tick, daemon=True) if progress and model.llm is not None else None
+    if ticker:
+        ticker.start()
+    try:
+        while model.running:
+            model.step()
+            bar.set_postfix_str(llm_postfix(model, time.perf_counter() - start), refresh=False)
+            bar.update(1)
+    finally:
+        done.set()
+        if ticker:
+            ticker.join()
+        bar.close()
+    return time.perf_counter() - start
