@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ipyvuetify as v
@@ -16,6 +17,7 @@ import solara
 from ipyvue import VueTemplate
 from mesa.visualization.solara_viz import ModelController, ModelCreator, _check_model_params
 
+from llm.accounting import Accounting
 from model.model import EconomyModel
 from visualization import app, baselines, server
 from visualization.charts import CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory
@@ -212,6 +214,27 @@ def test_llm_accounting_shows_requests_tokens_and_failures():
     assert "Requests: 12 · tokens: 1,000 · failures: 2" in text_of(rc)
 
 
+def test_llm_counters_move_during_a_step_without_a_redraw():
+    # an LLM step takes long: the run status and the accounting panel poll the counters meanwhile
+    model = DashboardEconomy(**SMALL)
+    model.llm_accounting = Accounting()
+
+    @solara.component
+    def Panels():
+        RunStatus(model)
+        LLMAccounting(model)
+
+    box, rc = solara.render(Panels(), handle_error=False)
+    assert text_of(rc).count("Requests: 0 · tokens: 0 · failures: 0") == 2
+    model.llm_accounting.add(requests=7, prompt_tokens=1200, completion_tokens=34)
+    deadline = time.monotonic() + 5
+    while text_of(rc).count("Requests: 7 · tokens: 1,234") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text_of(rc).count("Requests: 7 · tokens: 1,234 · failures: 0") == 2
+    assert "LLM so far" in text_of(rc)
+    rc.close()
+
+
 def test_worker_inspector_shows_persona_and_history_and_rejects_bad_indices():
     model = DashboardEconomy(**SMALL)
     model.step()
@@ -224,6 +247,19 @@ def test_worker_inspector_shows_persona_and_history_and_rejects_bad_indices():
     type_into(field(rc, "Worker index (0-29)"), "5")
     agent = next(a for a in model.workers if a.index == 5)
     assert f"hours {agent.hours:.1f}" in text_of(rc)
+
+
+def test_worker_inspector_shows_the_last_prompt_and_answer_of_an_llm_mind():
+    model = DashboardEconomy(**SMALL)
+    model.worker_mind.last_exchange = {3: ([{"role": "system", "content": "You choose weekly hours."},
+                                            {"role": "user", "content": "Tax rates: 10%, 12%."}],
+                                           '{"hours": 41}')}
+    box, rc = solara.render(WorkerInspector(model), handle_error=False)
+    assert "none yet (this worker has not been asked" in text_of(rc)
+    type_into(field(rc, "Worker index (0-29)"), "3")
+    text = text_of(rc)
+    assert "Last prompt:" in text and "[system]\nYou choose weekly hours." in text
+    assert "Tax rates: 10%, 12%." in text and '{"hours": 41}' in text
 
 
 def test_baselines_match_direct_runs_and_are_cached():

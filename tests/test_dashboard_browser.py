@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from llm.fault_server import FaultServer
 from visualization import assets, server
 
 CHROMIUM = Path(os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium"))  # Debian's chromium
@@ -74,13 +75,24 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: 
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(tmp_path_factory):
-    """A dashboard server started as a user would, on a free port of 127.0.0.1."""
-    log = tmp_path_factory.mktemp("server") / "solara.log"
+def llm_server():
+    """A slow OpenAI-compatible test server: one second per answer, two at a time."""
+    with FaultServer(latency=1.0, slots=2) as fault_server:
+        yield f"http://127.0.0.1:{fault_server.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory, llm_server):
+    """A dashboard server started as a user would, on a free port of 127.0.0.1. LLM minds ask ``llm_server``
+    and record in a response store of the test's own (relative to the server's working directory)."""
+    workdir = tmp_path_factory.mktemp("server")
+    log = workdir / "solara.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model"}
     with log.open("w") as output:
-        process = server.serve(port=port, wait=False, stdout=output, stderr=subprocess.STDOUT)
+        process = server.serve(port=port, wait=False, stdout=output, stderr=subprocess.STDOUT, env=env,
+                               cwd=workdir)
     try:
         wait_until_serving(url, process, log)
         yield url
@@ -204,4 +216,31 @@ def test_invalid_input_shows_an_error_and_the_server_keeps_serving(dashboard_url
     press(page, "Step")
     page.get_by_text("Time: 1.0").wait_for()
     assert console.errors == [] and other_console.errors == []
+    page.close()
+
+
+def requests_shown(page) -> int:
+    return int(re.search(r"Requests: (\d+) ", page.locator("body").inner_text()).group(1))
+
+
+def test_llm_minds_step_in_the_background_with_progress_shown(dashboard_url, browser):
+    page, console = open_dashboard(browser, dashboard_url)
+    choose(page, "Worker mind", "llm")
+    type_into(page, "Workers (2-10000)", "8")
+    press(page, "Reset")
+    page.get_by_text("LLM so far: Requests: 0").wait_for()
+    press(page, "▶")  # an LLM step takes about 4 s: 8 answers, 2 at a time, 1 s each
+    page.wait_for_function("/Requests: [1-7] /.test(document.body.innerText)", timeout=30_000)  # mid-step
+    steps = int(re.search(r"Step (\d+) of", status(page)).group(1))
+    page.get_by_role("tab", name="Page 1").click()  # the page stays responsive during the step
+    page.get_by_text("Persona:").wait_for(timeout=5_000)
+    assert requests_shown(page) < 8 * steps + 8 and f"Step {steps} of 100" in status(page)
+    page.get_by_text(f"Step {steps + 1} of 100").wait_for(timeout=60_000)
+    press(page, "❚❚")
+    page.get_by_role("button", name="▶", exact=True).wait_for()
+    page.wait_for_function("(() => { const m = /Requests: (\\d+) /.exec(document.body.innerText);"
+                           " return m && Number(m[1]) % 8 === 0; })()", timeout=30_000)  # the last step ended
+    page.get_by_text("Last answer:").wait_for()  # the worker inspector shows the exchange with the LLM
+    page.screenshot(path=str(ARTIFACTS / "dashboard-llm.png"))
+    assert console.errors == []
     page.close()

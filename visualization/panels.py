@@ -14,12 +14,47 @@ from model.model import PRESET_DEFAULTS
 from visualization.charts import Chart
 
 NETWORK_COLOURINGS = ("vote", "satisfaction")
+LIVE_INTERVAL_S = 1.0
+
+
+def llm_accounting(model):
+    """The model's LLM counters (``model.llm_accounting``, else its client's), or None without an LLM."""
+    accounting = getattr(model, "llm_accounting", None)
+    if accounting is None:
+        accounting = getattr(getattr(model, "llm", None), "accounting", None)
+    return accounting
+
+
+def accounting_dict(accounting) -> dict:
+    return accounting.to_dict() if hasattr(accounting, "to_dict") else dict(accounting)
+
+
+def use_live(accounting) -> None:
+    """Re-render every :data:`LIVE_INTERVAL_S` seconds while there are LLM counters, so that requests and
+    tokens move during a long LLM step, not only when the step ends."""
+    _, set_tick = solara.use_state(0)
+
+    def poll(cancel):
+        while accounting is not None and not cancel.wait(LIVE_INTERVAL_S):
+            set_tick(lambda tick: tick + 1)
+
+    solara.use_thread(poll, dependencies=[id(accounting)], intrusive_cancel=False)
+
+
+def llm_progress(accounting) -> str:
+    data = accounting_dict(accounting)
+    tokens = data.get("prompt_tokens", 0) + data.get("completion_tokens", 0)
+    failures = sum(data.get("failures", {}).values())
+    return f"**Requests:** {data.get('requests', 0)} · **tokens:** {tokens:,} · **failures:** {failures}"
 
 
 @solara.component
 def RunStatus(model):
-    """What is running, how far it got, and any invalid control value."""
+    """What is running, how far it got (steps, and LLM requests as they return), and any invalid control
+    value."""
     update_counter.get()
+    accounting = llm_accounting(model)
+    use_live(accounting)
     if model.input_error:
         solara.Error(f"Invalid parameter - {model.input_error}. Showing the default economy; "
                      "correct the value and press Reset.")
@@ -33,6 +68,8 @@ def RunStatus(model):
         f"scenario `{model.scenario_name}` · planner `{planner}` · "
         f"objective `{model.objective_name}` · mind `{kwargs['worker_mind']}` · seed {kwargs['rng']}")
     solara.ProgressLinear(value=100 * float(model.time) / model.max_steps)
+    if accounting is not None:
+        solara.Markdown(f"LLM so far: {llm_progress(accounting)}")
 
 
 @solara.component
@@ -173,11 +210,16 @@ def WorkerInspector(model):
     solara.Markdown(f"**Persona:** {agent.persona or 'none (this population has no personas)'}")
     solara.Text(f"skill ${agent.skill:,.0f}/h · hours {agent.hours:.1f} · income ${agent.income:,.0f} · "
                 f"tax ${agent.tax:,.0f} · utility {agent.utility:.3f}")
-    prompt, answer = getattr(agent, "last_prompt", None), getattr(agent, "last_answer", None)
-    if prompt is None and answer is None:
+    exchanges = getattr(model.worker_mind, "last_exchange", None)
+    if exchanges is None:
         solara.Text(f"Last prompt and answer: none ({model.model_kwargs['worker_mind']} minds "
                     "compute the exact best response, without an LLM).")
+    elif index not in exchanges:
+        solara.Text("Last prompt and answer: none yet (this worker has not been asked, or follows its "
+                    "archetype's representative).")
     else:
+        messages, answer = exchanges[index]
+        prompt = "\n\n".join(f"[{m.get('role', '?')}]\n{m.get('content', '')}" for m in messages)
         solara.Markdown(f"**Last prompt:**\n\n```\n{prompt}\n```\n\n**Last answer:**\n\n```\n{answer}\n```")
     if history is None:
         solara.Text("No worker history collected (agent_interval = 0).")
@@ -189,15 +231,11 @@ def WorkerInspector(model):
 def LLMAccounting(model):
     """LLM requests, tokens and failures so far."""
     update_counter.get()
-    accounting = getattr(model, "llm_accounting", None)
-    if accounting is None:
-        accounting = getattr(getattr(model, "llm", None), "accounting", None)
+    accounting = llm_accounting(model)
+    use_live(accounting)
     if accounting is None:
         solara.Info("Rational minds: no LLM calls.")
         return
-    data = accounting.to_dict() if hasattr(accounting, "to_dict") else dict(accounting)
-    tokens = data.get("prompt_tokens", 0) + data.get("completion_tokens", 0)
-    failures = sum(data.get("failures", {}).values())
-    solara.Markdown(f"**Requests:** {data.get('requests', 0)} · **tokens:** {tokens:,} · "
-                    f"**failures:** {failures}")
+    data = accounting_dict(accounting)
+    solara.Markdown(llm_progress(accounting))
     solara.Markdown("| counter | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in data.items()))

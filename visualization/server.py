@@ -21,8 +21,10 @@ def serve(host: str = "127.0.0.1", port: int = 8765, wait: bool = True,
     """Run the dashboard server on ``host:port`` as a subprocess.
 
     With ``wait``, block until it exits and return its exit code; otherwise return the process.
+    ``popen_kwargs`` go to :class:`subprocess.Popen` (``cwd`` defaults to the repository root, where
+    relative paths such as the LLM response store ``results/llm-responses.sqlite`` resolve).
     """
-    process = subprocess.Popen(command(host, port), cwd=ROOT, **popen_kwargs)
+    process = subprocess.Popen(command(host, port), **{"cwd": ROOT, **popen_kwargs})
     if not wait:
         return process
     try:
