@@ -193,10 +193,10 @@ class Engine:
             return StoredResponse(raw, choice.get("finish_reason"), None, None, pt, ct, latency, sends)
 
     async def aclose(self) -> None:
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.close)
         for ep in self.endpoints:
             await ep.aclose()
+        if self._writer is not None:  # no request is in flight: joining the writer thread here is brief
+            self._writer.close()
 
 
 def _is_transport(kind: str | None) -> bool:

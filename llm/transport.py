@@ -10,6 +10,12 @@ import openai
 
 from .records import FailureKind
 
+try:  # the transport the openai client itself uses for DefaultAioHttpClient
+    import aiohttp
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+except ImportError:  # the openai[aiohttp] extra is not installed
+    aiohttp = AiohttpTransport = None
+
 FORMAT_LEVELS = ("json_schema", "json_object", "text")
 
 
@@ -45,16 +51,26 @@ def kind_of_error(err: BaseException) -> FailureKind:
     return FailureKind.INTERNAL
 
 
-class CountingTransport(httpx2.AsyncHTTPTransport):
-    """Counts sends and classifies failed ones into the current task's Probe."""
+class CountingTransport(httpx2.AsyncBaseTransport):
+    """Counts sends and classifies failed ones into the current task's Probe, around an inner transport."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport):
+        self.inner = inner
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         probe = PROBE.get()
         if probe is not None:
             probe.sends += 1
         try:
-            response = await super().handle_async_request(request)
-        except httpx2.TimeoutException:
+            response = await self.inner.handle_async_request(request)
+        except httpx2.TimeoutException as err:
+            if _dropped(err):  # aiohttp's mapping calls a closed connection a timeout; it is not one
+                if probe is not None:
+                    probe.faults.append(FailureKind.CONNECTION)
+                raise httpx2.ReadError(str(err) or "connection closed by the server") from err
             if probe is not None:
                 probe.faults.append(FailureKind.TIMEOUT)
             raise
@@ -65,6 +81,22 @@ class CountingTransport(httpx2.AsyncHTTPTransport):
         if response.status_code >= 400 and probe is not None:
             probe.faults.append(kind_of_status(response.status_code))
         return response
+
+
+def _dropped(err: BaseException) -> bool:
+    """An aiohttp connection error (closed or reset by the server) rather than a real timeout."""
+    cause = err.__cause__
+    if aiohttp is None or cause is None:
+        return False
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, (aiohttp.ServerTimeoutError, aiohttp.ClientConnectorError, TimeoutError))
+
+
+def inner_transport(ssl_context, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
+    """aiohttp's C-accelerated HTTP/1.1 when installed (the client's ``openai[aiohttp]`` extra), else httpx's."""
+    if AiohttpTransport is not None:
+        return AiohttpTransport(verify=ssl_context, limits=limits)
+    return httpx2.AsyncHTTPTransport(verify=ssl_context, limits=limits)
 
 
 CONNECTIONS_PER_LANE = 8
@@ -95,7 +127,7 @@ class Endpoint:
         ssl_context = httpx2.create_ssl_context()  # loading CA certificates is slow: once per endpoint
         for _ in range(n_lanes):
             limits = httpx2.Limits(max_connections=per_lane, max_keepalive_connections=per_lane)
-            http = httpx2.AsyncClient(transport=CountingTransport(verify=ssl_context, limits=limits), limits=limits,
+            http = httpx2.AsyncClient(transport=CountingTransport(inner_transport(ssl_context, limits)), limits=limits,
                                       timeout=timeout, verify=ssl_context)
             self.lanes.append(openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=max_retries,
                                                  timeout=timeout, http_client=http,

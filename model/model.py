@@ -101,6 +101,7 @@ class EconomyModel(mesa.Model):
         history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 10 improved).
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
         run_id: identity of the run in the LLM response store (for replay and resume).
+        llm_concurrency: requests in flight at once (default ``LLM_CONCURRENCY`` or 16).
         rng: seed or numpy Generator; all randomness flows from it.
     """
 
@@ -113,7 +114,7 @@ class EconomyModel(mesa.Model):
                  binding_platforms: bool = False, conformity: float = 0.0, candidates: int = 5,
                  backend: str = "auto", base_url: str | None = None, llm_model: str | None = None,
                  llm_store: str = "results/llm-responses.sqlite", llm_store_mode: str = "record", prompt_mode: str = "improved", history_length: int | None = None,
-                 archetypes: int = 0, run_id: str = "run", rng=None):
+                 archetypes: int = 0, run_id: str = "run", llm_concurrency: int | None = None, rng=None):
         super().__init__(rng=rng)
         if preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
@@ -150,7 +151,8 @@ class EconomyModel(mesa.Model):
         deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
         schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
         self.preferences = self._preferences(eta, frisch)
-        self.llm = self._llm_client(backend, base_url, llm_model, llm_store, llm_store_mode) if "llm" in (worker_mind, planner) else None
+        self.llm = self._llm_client(backend, base_url, llm_model, llm_store, llm_store_mode,
+                                    llm_concurrency) if "llm" in (worker_mind, planner) else None
         if worker_mind == "llm":
             from agents.llm_minds import LLMWorkerMind
 
@@ -217,13 +219,14 @@ class EconomyModel(mesa.Model):
         reference = bracket_set(CALIBRATION_BRACKETS).schedule()
         return calibrate_disutility(self.workforce.skill, reference, eta=eta, frisch=frisch, cap=HOURS_CAP)
 
-    def _llm_client(self, backend, base_url, llm_model, llm_store, llm_store_mode):
+    def _llm_client(self, backend, base_url, llm_model, llm_store, llm_store_mode, llm_concurrency):
         from llm import LLMClient, LLMConfig
 
         if llm_store:
             Path(llm_store).parent.mkdir(parents=True, exist_ok=True)
         return LLMClient(LLMConfig.from_env(backend=backend, base_urls=base_url, model=llm_model,
-                                            store_path=llm_store, store_mode=llm_store_mode))
+                                            store_path=llm_store, store_mode=llm_store_mode,
+                                            concurrency=llm_concurrency))
 
     def close(self) -> None:
         """Release the LLM client (and stop the embedded model if this model started it)."""

@@ -99,3 +99,13 @@ def _state(pid: int) -> str:
             return fh.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_requests_go_through_aiohttp_when_the_openai_extra_is_installed(tmp_path):
+    from llm.transport import AiohttpTransport
+
+    assert AiohttpTransport is not None, "requirements.txt installs openai[aiohttp]"
+    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "a.sqlite")) as client:
+        lane = client._endpoints[0].lanes[0]
+        assert isinstance(lane._client._transport.inner, AiohttpTransport)
+        assert all(r.ok for r in client.run_batch(work_requests(3)))

@@ -1,0 +1,108 @@
+"""Model steps with LLM minds against the fault-free test server (a separate process on 127.0.0.1).
+
+1. Per-worker minds: one full step (plan, work, settle) with 1,000 LLM workers and an LLM planner, against
+   a server with 50 ms latency and 64 slots. The ideal is requests / slots x latency; goal <= 1.05 x ideal.
+2. Archetypes: 1,000,000 workers in K = 100 archetypes; the step's time beyond the LLM batch (prompts for
+   the archetypes, broadcasting, settling, observing); goal <= 2 s.
+
+    .venv/bin/python bench/bench_llm_model.py [--workers 1000] [--population 1000000] [--archetypes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from model.model import EconomyModel
+
+
+def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(latency),
+                             "--slots", str(slots)], stdout=subprocess.PIPE, text=True, cwd=root)
+    return proc, proc.stdout.readline().split()[1]
+
+
+class TimedBatches:
+    """Wraps the model's LLM client to add up the wall time spent inside ``run_batch``."""
+
+    def __init__(self, client):
+        self.client, self.seconds, self.requests = client, 0.0, 0
+        self._run_batch = client.run_batch
+        client.run_batch = self.run_batch
+
+    def run_batch(self, requests, progress=None):
+        start = time.perf_counter()
+        try:
+            return self._run_batch(requests, progress)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.requests += len(requests)
+
+
+def timed_steps(model: EconomyModel, steps: int) -> list[dict]:
+    timer = TimedBatches(model.llm)
+    rows = []
+    for _ in range(steps):
+        timer.seconds, timer.requests = 0.0, 0
+        start = time.perf_counter()
+        model.step()
+        rows.append({"step": model.period, "seconds": time.perf_counter() - start, "llm_seconds": timer.seconds,
+                     "requests": timer.requests})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=1000)
+    ap.add_argument("--population", type=int, default=1_000_000)
+    ap.add_argument("--archetypes", type=int, default=100)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--slots", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=4, help="timed steps after one warm-up step")
+    ns = ap.parse_args()
+    proc, base_url = start_server(ns.latency, ns.slots)
+    common = dict(worker_mind="llm", planner="llm", base_url=base_url, llm_model="fault-model", agent_interval=0,
+                  tax_year_length=1000, max_steps=1000, rng=7)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = EconomyModel(workers=ns.workers, llm_store=os.path.join(tmp, "w.sqlite"), run_id="workers",
+                                 llm_concurrency=ns.slots, **common)
+            timed_steps(model, 1)  # warm-up: the planner's first request, worker processes start
+            rows = timed_steps(model, ns.steps)
+            model.close()
+            best = min(rows, key=lambda r: r["seconds"])
+            ideal = math.ceil(best["requests"] / ns.slots) * ns.latency
+            print(json.dumps({"bench": "llm_workers_step", "workers": ns.workers, "requests": best["requests"],
+                              "step_s": round(best["seconds"], 3), "llm_s": round(best["llm_seconds"], 3),
+                              "ideal_s": round(ideal, 3), "ratio_to_ideal": round(best["seconds"] / ideal, 3),
+                              "steps_s": [round(r["seconds"], 3) for r in rows]}), flush=True)
+
+            start = time.perf_counter()
+            model = EconomyModel(workers=ns.population, archetypes=ns.archetypes, llm_concurrency=ns.slots,
+                                 llm_store=os.path.join(tmp, "a.sqlite"), run_id="archetypes", **common)
+            build = time.perf_counter() - start
+            timed_steps(model, 1)
+            rows = timed_steps(model, ns.steps)
+            model.close()
+            overhead = [r["seconds"] - r["llm_seconds"] for r in rows]
+            print(json.dumps({"bench": "archetype_step", "workers": ns.population, "archetypes": ns.archetypes,
+                              "requests_per_step": rows[-1]["requests"], "build_s": round(build, 2),
+                              "step_s": round(min(r["seconds"] for r in rows), 3),
+                              "overhead_beyond_llm_s": round(min(overhead), 3),
+                              "overhead_per_step_s": [round(o, 3) for o in overhead]}), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
