@@ -18,6 +18,8 @@ DEFAULT_HOURS = 40.0
 # Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
 # shows the best steps so far), which keeps prompts within small models' context and fast to evaluate.
 HISTORY_LENGTH = {"paper": 50, "improved": 10}
+# An answer is short JSON (hours and at most 160 characters of reason); a cap stops a model that rambles.
+WORK_MAX_TOKENS = 96
 
 
 class LLMWorkerMind:
@@ -62,7 +64,8 @@ class LLMWorkerMind:
                 worker=row, skill=float(model.workforce.skill[row]), history=self.memory.get(row, []),
                 history_length=self.history_length, exploit=exploit, mode=self.mode,
                 persona=model.workers_persona(row), schedule=model.schedule, rebate=model.expected_rebate)
-            requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages, schema=schema))
+            requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages, schema=schema,
+                                       max_tokens=WORK_MAX_TOKENS))
         results = self.client.run_batch(requests)
         chosen = current.copy()
         for i, (request, result) in enumerate(zip(requests, results, strict=True)):
