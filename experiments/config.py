@@ -361,15 +361,15 @@ def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
         argv = ["run", *argv]
     namespace = vars(build_parser(defaults).parse_args(argv))
     command = namespace.pop("command")
-    from_file = load_toml(namespace.pop("config"), command) if "config" in namespace else {}
-    file = namespace.get("config") or ""
+    file = namespace.pop("config", None)
+    from_file = load_toml(file, command) if file is not None else {}
     settings = {}
     for name in COMMAND_OPTIONS[command]:
         option = OPTIONS[name]
         if name in namespace:
             settings[name] = option.parse(option.flag_name, namespace[name], True)
         elif name in from_file:
-            settings[name] = option.parse(f"{name} ({file or 'config'})", from_file[name], False)
+            settings[name] = option.parse(f"{name} ({file})", from_file[name], False)
         else:
             default = defaults.get(command, {}).get(name, option.default)
             settings[name] = default if default is None else option.parse(option.flag_name, default, False)

@@ -38,7 +38,8 @@ def replay(out: Path, progress: bool = True) -> Path:
     """Rerun a finished run from its stored responses only, and rewrite its results."""
     config = results.read_config(out)
     if config.get("command") != "run":
-        raise ConfigError("--run", f"{out} was written by `{config.get('command')}`", "a folder written by run")
+        written = f"`{config['command']}`" if "command" in config else "an older run.py"
+        raise ConfigError("--run", f"{out} was written by {written}", "a folder written by `run`")
     partial = results.start(out, config)
     if (out / results.STORE_NAME).is_file():
         shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
@@ -66,7 +67,8 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
         results.write_json(partial / results.CONFIG_NAME, config)
     except KeyboardInterrupt:
         step = int(model.time) if model is not None else 0
-        logging.getLogger("llm").setLevel(logging.ERROR)  # requests cut short while closing are not news
+        for name in ("llm", "asyncio"):  # requests and tasks cut short by the stop are not news
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         _close(model)
         if mode == "replay":
             shutil.rmtree(partial, ignore_errors=True)
