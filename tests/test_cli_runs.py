@@ -173,6 +173,8 @@ def test_llm_run_and_replay_end_to_end_without_leaking_the_key(server, tmp_path)
     assert done.returncode == 0, done.stderr
     sent = server.stats()["requests"]
     assert sent == 6 * 12 + 1  # one request per worker and step, one planner decision at step 3
+    bar = done.stderr.replace("\r", "\n").splitlines()
+    assert any(re.search(r"6/6 \[[\d:]+<[\d:]+, .*req/s=[\d.]+ tokens=[\d,]+ failures=0", line) for line in bar)
     accounting = json.loads((out / "llm_accounting.json").read_text())
     assert accounting["requests"] == sent and accounting["store_hits"] == 0
     lines = (out / "transcripts.jsonl").read_text().splitlines()
