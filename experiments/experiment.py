@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -50,7 +51,6 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
     from model.model import EconomyModel
 
     s, partial = config["settings"], partial_dir(out)
-    discard = mode != "resume"  # a new or replayed run leaves nothing behind when it fails
     kwargs = model_kwargs(s, seed=s["seed"], run_id=config["run_id"], store=str(partial / results.STORE_NAME),
                           store_mode="replay" if mode == "replay" else "record", agent_interval=s["agent_interval"])
     model = None
@@ -75,8 +75,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
         raise Interrupted(out, step, s["steps"]) from None
     except BaseException:
         _close(model)
-        if discard:
-            shutil.rmtree(partial, ignore_errors=True)
+        _failed(out, mode, started=model is not None)
         raise
     _close(model)
     try:
@@ -97,13 +96,22 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
     except KeyboardInterrupt:
         raise Interrupted(out, s["steps"], s["steps"]) from None
     except BaseException:
-        if discard:
-            shutil.rmtree(partial, ignore_errors=True)
+        _failed(out, mode, started=True)
         raise
     results.finish(out)
     print(text)
     print(f"results: {out}")
     return out
+
+
+def _failed(out: Path, mode: str, started: bool) -> None:
+    """After an error: a replay, or a new run that never started, leaves nothing behind; a started run keeps
+    its stored responses for ``resume``."""
+    if mode == "replay" or (mode == "new" and not started):
+        shutil.rmtree(partial_dir(out), ignore_errors=True)
+    elif started:
+        print(f"run.py: the run stopped with an error; stored responses are kept in {partial_dir(out)}. After "
+              f"fixing the cause, resume with: python run.py resume --run {out}", file=sys.stderr)
 
 
 def build(model_class, kwargs: dict):

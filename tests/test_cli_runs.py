@@ -322,3 +322,28 @@ def test_sweep_killed_then_resumed_runs_only_the_rest(tmp_path):
     expected = pd.concat([sweep.run_task(t) for t in sweep.tasks(settings, tmp_path / "unused.sqlite")],
                          ignore_index=True)
     pd.testing.assert_frame_equal(table, expected)
+
+
+def test_a_crashed_run_keeps_its_folder_and_resumes(tmp_path, capsys, monkeypatch):
+    from model.model import EconomyModel
+
+    args = ["run", "--worker-mind", "rational", "--planner", "saez", "--workers", "10", "--steps", "6",
+            "--tax-year-length", "2", "--baselines", "none"]
+    assert run.main([*args, "--out", str(tmp_path / "whole" / "run")]) == 0
+    step = EconomyModel.step
+
+    def crash_at_step_4(model):
+        if model.time >= 4:
+            raise RuntimeError("disk on fire")
+        step(model)
+
+    monkeypatch.setattr(EconomyModel, "step", crash_at_step_4)
+    out = tmp_path / "crash" / "run"
+    with pytest.raises(RuntimeError):
+        run.main([*args, "--out", str(out)])
+    assert f"resume with: python run.py resume --run {out}" in capsys.readouterr().err
+    assert (tmp_path / "crash" / "run.partial" / "config.json").is_file() and not out.exists()
+    monkeypatch.setattr(EconomyModel, "step", step)
+    assert run.main(["resume", "--run", str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "model.parquet"),
+                                  pd.read_parquet(tmp_path / "whole" / "run" / "model.parquet"))
