@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory, worker_block,
-                            worker_messages)
+from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory, sized,
+                            worker_block, worker_messages)
 from llm import LLMRequest
 
 DEFAULT_HOURS = 40.0
 # Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
 # shows the best steps so far), which keeps prompts within small models' context and fast to evaluate.
-HISTORY_LENGTH = {"paper": 50, "improved": 10}
+HISTORY_LENGTH = {"paper": 50, "improved": 8}
 # An answer is short JSON (hours and at most 160 characters of reason); a cap stops a model that rambles.
 WORK_MAX_TOKENS = 96
 
@@ -171,7 +171,7 @@ class LLMPlannerRule:
         self.record_year(model)
         current = model.schedule.rates
         request = LLMRequest(key=(self.run_id, model.period, "plan", "planner"), messages=self.messages(model),
-                             schema=PaperDelta if self.mode == "paper" else PlannerAnswer)
+                             schema=sized(PaperDelta if self.mode == "paper" else PlannerAnswer, current.size))
         result = self.client.run_batch([request])[0]
         self.last_exchange = (request.messages, result.raw)
         values = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.prompts import REASON_LENGTH, PaperDelta, PlannerAnswer, percent, worker_block
+from agents.prompts import REASON_LENGTH, PaperDelta, PlannerAnswer, percent, sized, worker_block
 from agents.voting import ElectionResult, LeaderRule, plurality_winner
 from llm import LLMRequest
 
@@ -143,10 +143,11 @@ class LLMLeaderRule(LeaderRule):
                f"Current TAX: {percent(model.schedule.rates)}; brackets {model.schedule.describe()}. ")
         ask += ('Your output MUST be a JSON like {"DELTA": [changes in -20, -10, 0, 10, 20]}.' if paper else
                 'Answer JSON {"rates": [one rate in percent per bracket], "reason": "at most 160 characters"}.')
-        request = LLMRequest(key=(model.worker_mind.run_id, model.period, "lead", leader), schema=PaperDelta if paper
-                             else PlannerAnswer, messages=[{"role": "system", "content": f"You are worker_{leader}."},
-                                                           {"role": "user", "content": _context(model, leader) + "\n\n"
-                                                            + ask}])
+        schema = sized(PaperDelta if paper else PlannerAnswer, model.schedule.n_brackets)
+        messages = [{"role": "system", "content": f"You are worker_{leader}."},
+                    {"role": "user", "content": _context(model, leader) + "\n\n" + ask}]
+        request = LLMRequest(key=(model.worker_mind.run_id, model.period, "lead", leader), schema=schema,
+                             messages=messages)
         result = model.llm.run_batch([request])[0]
         values = None if not result.ok else np.asarray(result.value.DELTA if paper else result.value.rates, float)
         if values is None or values.size != model.schedule.n_brackets:

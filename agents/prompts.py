@@ -9,11 +9,12 @@ that servers can reuse cached prefixes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 PROMPT_MODES = ("improved", "paper")
 REASON_LENGTH = 160
@@ -45,6 +46,15 @@ class PlannerAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rates: list[float] = Field(description="marginal rate per bracket, in percent")
     reason: str = Field(max_length=REASON_LENGTH)
+
+
+@functools.cache
+def sized(schema: type[BaseModel], brackets: int) -> type[BaseModel]:
+    """``schema`` (PlannerAnswer or PaperDelta) with exactly one list entry per bracket, so constrained decoding
+    cannot run on past the last bracket."""
+    field = "rates" if schema is PlannerAnswer else "DELTA"
+    sized_list = Annotated[list[float], Field(min_length=brackets, max_length=brackets)]
+    return create_model(f"{schema.__name__}{brackets}", __base__=schema, **{field: (sized_list, ...)})
 
 
 @dataclass
@@ -159,8 +169,7 @@ IMPROVED_WORKER_SYSTEM = (
 def history_line(memory: WorkerMemory) -> str:
     """One step of an improved-mode history: compact, so the prompt stays short."""
     rate = "" if np.isnan(memory.marginal_rate) else f", marginal rate {100 * memory.marginal_rate:.0f}%"
-    return (f"step {memory.period}: {memory.hours:.1f} h{rate}, pre-tax {memory.income:,.0f}, tax {memory.tax:,.0f}, "
-            f"take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}")
+    return f"step {memory.period}: {memory.hours:.1f} h{rate}, take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}"
 
 
 def _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule, rebate):

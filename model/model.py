@@ -98,7 +98,7 @@ class EconomyModel(mesa.Model):
             ``auto`` uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model;
             the store (``record``, ``replay`` or ``off``) persists every response for replay and resume.
         prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
-        history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 10 improved).
+        history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 8 improved).
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
         run_id: identity of the run in the LLM response store (for replay and resume).
         llm_concurrency: requests in flight at once (default ``LLM_CONCURRENCY`` or 16).

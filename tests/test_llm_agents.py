@@ -140,10 +140,10 @@ def test_improved_prompt_shares_its_prefix_and_bounds_its_history(server, tmp_pa
     shared = first[1]["content"].split("\n")[0]
     assert shared.startswith("Tax brackets this year:") and second[1]["content"].startswith(shared + "\nYou: ")
     user = first[1]["content"]
-    assert user.count("\nstep ") == 10 and "\nstep 12: " in user and "\nstep 2: " not in user
-    memory = model.worker_mind.memory[0][-2]  # the last prompt (step 13) shows steps 3 to 12
+    assert user.count("\nstep ") == 8 and "\nstep 12: " in user and "\nstep 4: " not in user
+    memory = model.worker_mind.memory[0][-2]  # the last prompt (step 13) shows steps 5 to 12
     assert f"step 12: {memory.hours:.1f} h, marginal rate {100 * memory.marginal_rate:.0f}%" in user
-    assert max(lengths[11:]) - min(lengths[11:]) < 40  # a full window: the prompt no longer grows
+    assert max(lengths[9:]) - min(lengths[9:]) < 40  # a full window: the prompt no longer grows
 
 
 def civic(messages):
@@ -200,3 +200,18 @@ def test_llm_democratic_scenario(civic_server, tmp_path, binding):
 def test_bounded_needs_llm_workers():
     with pytest.raises(ValueError, match="^scenario_name: 'bounded' needs worker_mind='llm'"):
         EconomyModel(workers=5, scenario_name="bounded")
+
+
+def test_planner_answers_have_exactly_one_rate_per_bracket():
+    from pydantic import ValidationError
+
+    from agents.prompts import PaperDelta, PlannerAnswer, sized
+
+    schema = sized(PlannerAnswer, 3).model_json_schema()["properties"]["rates"]
+    assert (schema["minItems"], schema["maxItems"]) == (3, 3)
+    assert sized(PlannerAnswer, 3).model_validate({"rates": [1, 2, 3], "reason": "ok"}).rates == [1, 2, 3]
+    with pytest.raises(ValidationError):
+        sized(PlannerAnswer, 3).model_validate({"rates": [1, 2, 3, 4], "reason": "too many"})
+    with pytest.raises(ValidationError):
+        sized(PaperDelta, 7).model_validate({"DELTA": [0] * 6})
+    assert sized(PlannerAnswer, 3) is sized(PlannerAnswer, 3)
