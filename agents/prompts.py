@@ -117,13 +117,30 @@ def best_memories(history: list[WorkerMemory], count: int = 5) -> list[WorkerMem
     return best
 
 
+PAY_HOURS = (20, 40, 60)
+
+
+def pay_table(schedule, skills, rebate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal rate and take-home pay of each worker (rows) at each of ``PAY_HOURS`` (columns)."""
+    incomes = np.asarray(skills, dtype=float)[:, None] * np.asarray(PAY_HOURS, dtype=float)
+    return schedule.marginal_rate(incomes), incomes - schedule.tax(incomes) + rebate
+
+
 def worker_messages(*, worker: int, skill: float, history: list[WorkerMemory], history_length: int,
                     exploit: bool, mode: str, persona: str | None = None, schedule=None,
-                    rebate: float = 0.0) -> list[dict]:
-    """Chat messages for one worker's labour decision."""
+                    rebate: float = 0.0, schedule_text: str | None = None, pay=None) -> list[dict]:
+    """Chat messages for one worker's labour decision.
+
+    ``schedule_text`` and ``pay`` (this worker's row of :func:`pay_table`) may be passed in when prompts for
+    many workers are built at once; by default they are computed from ``schedule``.
+    """
     if mode == "paper":
         return _paper_worker_messages(worker, skill, history, history_length, exploit)
-    return _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule, rebate)
+    if schedule is not None:
+        schedule_text = schedule_text or schedule.describe()
+        pay = pay if pay is not None else tuple(row[0] for row in pay_table(schedule, [skill], rebate))
+    return _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule_text,
+                                     pay, rebate)
 
 
 def _paper_worker_messages(worker, skill, history, history_length, exploit) -> list[dict]:
@@ -172,20 +189,19 @@ def history_line(memory: WorkerMemory) -> str:
     return f"step {memory.period}: {memory.hours:.1f} h{rate}, take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}"
 
 
-def _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule, rebate):
+def _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule_text, pay,
+                              rebate):
     """Shared text first (instructions, this year's brackets), then the worker's own facts and a bounded history."""
     facts = []
-    if schedule is not None:
-        facts.append(f"Tax brackets this year: {schedule.describe()}.")
+    if schedule_text is not None:
+        facts.append(f"Tax brackets this year: {schedule_text}.")
     facts += [f"You: {persona}" if persona else f"You are worker {worker}.",
               f"Your skill is {skill:.2f}: {40 * skill:,.0f} a year at 40 hours a week."]
-    if schedule is not None:
-        pay = []
-        for hours in (20, 40, 60):
-            income = skill * hours
-            pay.append(f"{hours} h: marginal rate {100 * float(schedule.marginal_rate(income)):.0f}%, take-home "
-                       f"{income - float(schedule.tax(income)) + rebate:,.0f}")
-        facts.append(f"At last year's rebate ({rebate:,.0f}): " + "; ".join(pay) + ".")
+    if pay is not None:
+        rates, take_home = pay
+        facts.append(f"At last year's rebate ({rebate:,.0f}): " + "; ".join(
+            f"{hours} h: marginal rate {100 * rate:.0f}%, take-home {home:,.0f}"
+            for hours, rate, home in zip(PAY_HOURS, rates, take_home, strict=True)) + ".")
     recent = history[-history_length:] if history_length else []
     if recent:
         facts.append("Your recent years:\n" + "\n".join(map(history_line, recent)))
