@@ -56,3 +56,27 @@ def test_embedded_model_answers_four_concurrent_schema_requests_and_stops_cleanl
     assert all(isinstance(r.value, Plan) and 0 <= r.value.hours <= 100 for r in results)
     assert acc["sends"] == 4 and acc["completion_tokens"] > 0
     assert server.proc is None and proc.poll() is not None and port_is_free(port)
+
+
+def test_llm_minds_on_the_embedded_model_replay_with_no_http(tmp_path):
+    """The main job's path: LLM workers and planner on the embedded model, then a replay-only rerun."""
+    from model.model import EconomyModel
+
+    options = dict(workers=2, worker_mind="llm", planner="llm", tax_year_length=2, max_steps=3, backend="embedded",
+                   llm_store=str(tmp_path / "store.sqlite"), run_id="embedded", rng=4)
+    frames = []
+    for mode in ("record", "replay"):
+        model = EconomyModel(**options, llm_store_mode=mode)
+        try:
+            assert (model.llm.embedded is not None) == (mode == "record")
+            while model.running:
+                model.step()
+            acc = model.llm.accounting.to_dict()
+        finally:
+            model.close()
+        frames.append(model.datacollector.get_model_vars_dataframe())
+        if mode == "record":
+            assert acc["requests"] == 3 * 2 + 1 and acc["sends"] >= acc["requests"]
+        else:
+            assert acc["sends"] == 0 and acc["store_hits"] >= 7
+    assert frames[0].equals(frames[1])
