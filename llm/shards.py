@@ -10,10 +10,13 @@ process.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +30,7 @@ from .store import ResponseStore
 from .transport import Endpoint
 
 PROGRESS_EVERY_S = 0.1
+PR_SET_PDEATHSIG = 1
 MIN_BATCH = 256  # smaller batches run in the calling process: starting and feeding workers costs more
 
 
@@ -70,9 +74,9 @@ def build_engine(spec: ShardSpec, endpoints: list[Endpoint], store: ResponseStor
                   accounting=accounting)
 
 
-def _shard_main(conn, spec: ShardSpec) -> None:
+def _shard_main(conn, spec: ShardSpec, kill_with_parent: bool = False) -> None:
     """Worker process: answer batches sent over ``conn`` until it receives None or the pipe closes."""
-    _exit_with_parent()
+    _exit_with_parent(kill_with_parent)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     store = ResponseStore(spec.config.store_path) if spec.config.store_mode != "off" else None
@@ -124,8 +128,17 @@ def _shard_main(conn, spec: ShardSpec) -> None:
         loop.close()
 
 
-def _exit_with_parent() -> None:
-    """End this process at once if the parent dies (even by SIGKILL), so no orphan keeps sending requests."""
+def _exit_with_parent(kill_with_parent: bool) -> None:
+    """End this process at once if the parent dies (even by SIGKILL), so no orphan keeps sending requests.
+
+    On Linux the kernel kills it with its parent (``PR_SET_PDEATHSIG``, when the parent's main thread started
+    it: the signal follows the starting thread); everywhere, a thread also watches the parent's sentinel.
+    """
+    if kill_with_parent and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -147,15 +160,19 @@ class ShardPool:
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # the parent runs threads: never fork it
+        main_thread = threading.current_thread() is threading.main_thread()
         for _ in range(self.n):
             parent, child = context.Pipe()
-            process = context.Process(target=_shard_main, args=(child, self.spec), name="llm-shard", daemon=True)
+            process = context.Process(target=_shard_main, args=(child, self.spec, main_thread), name="llm-shard",
+                                      daemon=True)
             process.start()
             child.close()
             self._workers.append((process, parent))
 
     def run_batch(self, requests: Sequence[LLMRequest], accounting: Accounting,
                   progress: Callable[[int, int], None] | None = None) -> list[LLMResult]:
+        if any(not process.is_alive() for process, _ in self._workers):
+            self.close()  # a worker died (e.g. killed): start afresh; stored answers are served from the store
         if not self._workers:
             self._start()
         total = len(requests)
