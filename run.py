@@ -24,7 +24,7 @@ from experiments.config import ConfigError, resolve
 from experiments.runner import Interrupted
 from experiments.sweep import SweepFailed
 
-RUN_DEFAULTS = {"workers": 10, "steps": 30, "tax_year_length": 10, "worker_mind": "llm", "planner": "llm"}
+RUN_DEFAULTS = {"workers": 5, "steps": 15, "tax_year_length": 5, "worker_mind": "llm", "planner": "llm"}
 COMPARE_DEFAULTS = {"workers": 100, "steps": 250, "tax_year_length": 25}
 SWEEP_DEFAULTS = {"workers": 100, "steps": 100, "tax_year_length": 25, "worker_mind": "rational"}
 DEFAULTS = {"run": RUN_DEFAULTS, "compare": COMPARE_DEFAULTS, "sweep": SWEEP_DEFAULTS}

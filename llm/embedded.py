@@ -42,8 +42,10 @@ class EmbeddedServer:
     def __init__(self, model_path: str, *, slots: int = 1, ctx_per_slot: int = 8192, threads: int | None = None,
                  start_timeout_s: float = 120.0):
         self.model_path, self.slots, self.ctx_per_slot = model_path, slots, ctx_per_slot
-        # llama.cpp threads spin while waiting: leave a core to the simulation, or both slow down badly
-        self.threads = threads or max(1, min((os.cpu_count() or 2) - 1, 8))
+        # every core: the simulation waits while the model answers (python run.py on 2 cores: 2 min 20 s with
+        # 2 threads against about 1.7x the model time with 1). llama.cpp's threads spin, so a machine busy
+        # with other work slows it down badly: set fewer threads there (LLM_EMBEDDED_THREADS).
+        self.threads = threads or max(1, min(os.cpu_count() or 1, 8))
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.base_url: str | None = None
