@@ -50,6 +50,14 @@ class _LoopThread:
             self.loop.close()
 
 
+async def _cancel_pending() -> None:
+    """Cancel every other task on this loop and wait until they have ended."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class LLMClient:
     """``LLMClient(config).run_batch(requests) -> results`` in input order; a context manager.
 
@@ -187,6 +195,7 @@ class LLMClient:
         if self._loop is not None:
             engine = getattr(self, "_engine", None)
             try:
+                self._loop.run(_cancel_pending())  # e.g. a batch interrupted by Ctrl-C: end it before closing
                 if engine is not None:
                     self._loop.run(engine.aclose())
                 else:

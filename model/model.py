@@ -151,8 +151,10 @@ class EconomyModel(mesa.Model):
         deduction = defaults["standard_deduction"] if standard_deduction is None else bool(standard_deduction)
         schedule = self.bracket_set.schedule(initial_rates, deduction=deduction)
         self.preferences = self._preferences(eta, frisch)
+        # in the democratic scenario elected workers set the rates: the planner (even "llm") is unused
+        uses_llm = worker_mind == "llm" or (planner == "llm" and scenario_name != "democratic")
         self.llm = self._llm_client(backend, base_url, llm_model, llm_store, llm_store_mode,
-                                    llm_concurrency) if "llm" in (worker_mind, planner) else None
+                                    llm_concurrency) if uses_llm else None
         if worker_mind == "llm":
             from agents.llm_minds import LLMWorkerMind
 

@@ -123,3 +123,10 @@ def test_democratic_run_records_elections_and_leader():
 def test_bad_scenario_input(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         EconomyModel(workers=10, **kwargs)
+
+
+def test_democratic_scenario_starts_no_llm_for_an_unused_llm_planner():
+    model = EconomyModel(workers=20, scenario_name="democratic", planner="llm", backend="openai",
+                         base_url="http://127.0.0.1:9/v1", max_steps=2, agent_interval=0, rng=1)
+    assert model.llm is None
+    model.step()
