@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -80,7 +79,7 @@ def main() -> None:
             rows = timed_steps(model, ns.steps)
             model.close()
             best = min(rows, key=lambda r: r["seconds"])
-            ideal = math.ceil(best["requests"] / ns.slots) * ns.latency
+            ideal = best["requests"] / ns.slots * ns.latency  # the ideal: requests / slots x latency
             print(json.dumps({"bench": "llm_workers_step", "workers": ns.workers, "requests": best["requests"],
                               "step_s": round(best["seconds"], 3), "llm_s": round(best["llm_seconds"], 3),
                               "ideal_s": round(ideal, 3), "ratio_to_ideal": round(best["seconds"] / ideal, 3),
