@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--steps", type=int, default=4, help="timed steps after one warm-up step")
+    ap.add_argument("--concurrency", type=int, default=None, help="LLM requests in flight (default: --slots)")
     ns = ap.parse_args()
     proc, base_url = start_server(ns.latency, ns.slots)
     common = dict(worker_mind="llm", planner="llm", base_url=base_url, llm_model="fault-model", agent_interval=0,
@@ -74,7 +75,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model = EconomyModel(workers=ns.workers, llm_store=os.path.join(tmp, "w.sqlite"), run_id="workers",
-                                 llm_concurrency=ns.slots, **common)
+                                 llm_concurrency=ns.concurrency or ns.slots, **common)
             timed_steps(model, 1)  # warm-up: the planner's first request, worker processes start
             rows = timed_steps(model, ns.steps)
             model.close()
@@ -86,7 +87,7 @@ def main() -> None:
                               "steps_s": [round(r["seconds"], 3) for r in rows]}), flush=True)
 
             start = time.perf_counter()
-            model = EconomyModel(workers=ns.population, archetypes=ns.archetypes, llm_concurrency=ns.slots,
+            model = EconomyModel(workers=ns.population, archetypes=ns.archetypes, llm_concurrency=ns.concurrency or ns.slots,
                                  llm_store=os.path.join(tmp, "a.sqlite"), run_id="archetypes", **common)
             build = time.perf_counter() - start
             timed_steps(model, 1)
