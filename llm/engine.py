@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -96,7 +97,7 @@ class Engine:
                                       "run in record mode first")
             else:
                 all_from_store = False
-                answer = await self._call(req, messages, request_id, temperature, seed, max_tokens)
+                answer = await self._call(req, messages, messages_json, request_id, temperature, seed, max_tokens)
             raw = answer.raw
             usage.prompt_tokens += answer.prompt_tokens
             usage.completion_tokens += answer.completion_tokens
@@ -127,39 +128,39 @@ class Engine:
     def _pick(self) -> Endpoint:
         return min(self.endpoints, key=lambda e: (e.outstanding, e.sent))
 
-    async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
-                    max_tokens: int) -> StoredResponse:
+    async def _call(self, req: LLMRequest, messages: list[dict], messages_json: str, request_id: str,
+                    temperature: float, seed, max_tokens: int) -> StoredResponse:
         """One answer from a server (the client retries 429/5xx/connection errors itself)."""
         async with self._sem:
             ep = self._pick()
             lane = ep.acquire_lane()
             try:
-                return await self._call_endpoint(ep, ep.lanes[lane], req, messages, request_id, temperature, seed,
-                                                 max_tokens)
+                return await self._call_endpoint(ep, ep.lanes[lane], req, messages, messages_json, request_id,
+                                                 temperature, seed, max_tokens)
             finally:
                 ep.release_lane(lane)
 
-    async def _call_endpoint(self, ep: Endpoint, client: openai.AsyncOpenAI, req: LLMRequest, messages: list[dict], request_id: str,
-                             temperature: float, seed, max_tokens: int) -> StoredResponse:
+    async def _call_endpoint(self, ep: Endpoint, client: openai.AsyncOpenAI, req: LLMRequest, messages: list[dict],
+                             messages_json: str, request_id: str, temperature: float, seed,
+                             max_tokens: int) -> StoredResponse:
         sends, latency = 0, 0.0
         while True:
             level = ep.format_level
             fmt = FORMAT_LEVELS[level]
-            sent = messages if fmt == "json_schema" else (
+            sent = messages_json if fmt == "json_schema" else _dumps(
                 [{"role": "system", "content": schema_instruction(req.schema)}] + messages)
-            body = {"model": self.model, "messages": sent, "temperature": temperature, "max_tokens": max_tokens}
+            settings = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens}
             if seed is not None:
-                body["seed"] = seed
-            rf = response_format(req.schema, fmt)
-            if rf is not None:
-                body["response_format"] = rf
+                settings["seed"] = seed
+            # the messages are JSON already (for the request hash): splice them in rather than encode them twice
+            content = f'{{"messages":{sent},{_format_json(req.schema, fmt)}{_dumps(settings)[1:]}'
             probe = Probe()
             token = PROBE.set(probe)
             start = time.perf_counter()
             try:
                 # the client's generic post: its retries and timeouts, without re-walking a prepared body
                 response = await client.post(ep.chat_url, cast_to=httpx2.Response,
-                                                content=json.dumps(body, separators=(",", ":")).encode(),
+                                                content=content.encode(),
                                                 options={"headers": {"X-Client-Request-Id": request_id}})
                 completion = response.json()
                 error = None
@@ -197,6 +198,17 @@ class Engine:
             await ep.aclose()
         if self._writer is not None:  # no request is in flight: joining the writer thread here is brief
             self._writer.close()
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+@functools.cache
+def _format_json(schema: type, level: str) -> str:
+    """``"response_format":...,`` as JSON text, or nothing when the server gets plain text."""
+    rf = response_format(schema, level)
+    return "" if rf is None else f'"response_format":{_dumps(rf)},'
 
 
 def _is_transport(kind: str | None) -> bool:
