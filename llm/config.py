@@ -33,8 +33,9 @@ class LLMConfig:
     store_path: str | None = "results/llm_responses.sqlite"
     store_mode: str = "record"
     embedded_model_path: str | None = None
-    # One slot: on small CPUs llama.cpp's parallel slots were slower in total than one (2 vCPU: 8 worker
-    # prompts took 13 s with 1 slot, 28 s with 2 and 66 s with 4); the client sends at most `slots` at once.
+    # One slot: on small CPUs llama.cpp's parallel slots add no throughput, only waiting (2 vCPU: 8 worker prompts
+    # in 12.7 s with 1 slot, 12.6 s with 4; 13 s against 66 s with other jobs running); the client sends at most
+    # `slots` requests at once.
     embedded_slots: int = 1
     embedded_ctx_per_slot: int = 8192
     embedded_threads: int | None = None
