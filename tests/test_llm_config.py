@@ -32,6 +32,8 @@ def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
     (LLMConfig(base_urls=("http://127.0.0.1:notaport/v1",), store_mode="off"), "base_url", "http(s)://"),
     (LLMConfig(concurrency=0, store_mode="off"), "concurrency", "an integer >= 1"),
     (LLMConfig(concurrency=-3, store_mode="off"), "concurrency", "an integer >= 1"),
+    (LLMConfig(processes=0, store_mode="off"), "processes", "an integer >= 1"),
+    (LLMConfig(embedded_threads=0, store_mode="off"), "embedded_threads", "an integer >= 1"),
     (LLMConfig(store_mode="sometimes", store_path="x"), "store_mode", "record | replay | off"),
     (LLMConfig(store_mode="record", store_path=None), "store_path", "a file path"),
     (LLMConfig(max_retries=-1, store_mode="off"), "max_retries", "an integer >= 0"),
