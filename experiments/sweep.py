@@ -20,6 +20,7 @@ from tqdm import tqdm
 from experiments import results
 from experiments.config import partial_dir, sweep_points
 from experiments.runner import Interrupted, model_kwargs
+from llm.shards import exit_with_parent
 
 TABLE_NAME = "runs.parquet"
 
@@ -65,7 +66,9 @@ def run_task(task: dict) -> pd.DataFrame:
 def run_local(todo: list[dict], jobs: int) -> Iterator[tuple[dict, pd.DataFrame]]:
     """Tasks on a pool of fresh (spawned) processes; yields each as it finishes."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=context) as pool:
+    # each worker ends if this process dies (even by kill -9), so no orphan goes on running the sweep
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=context,
+                             initializer=exit_with_parent, initargs=(False,)) as pool:
         pending = {pool.submit(run_task, task): task for task in todo}
         try:
             while pending:

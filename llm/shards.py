@@ -76,7 +76,7 @@ def build_engine(spec: ShardSpec, endpoints: list[Endpoint], store: ResponseStor
 
 def _shard_main(conn, spec: ShardSpec, kill_with_parent: bool = False) -> None:
     """Worker process: answer batches sent over ``conn`` until it receives None or the pipe closes."""
-    _exit_with_parent(kill_with_parent)
+    exit_with_parent(kill_with_parent)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     store = ResponseStore(spec.config.store_path) if spec.config.store_mode != "off" else None
@@ -128,7 +128,7 @@ def _shard_main(conn, spec: ShardSpec, kill_with_parent: bool = False) -> None:
         loop.close()
 
 
-def _exit_with_parent(kill_with_parent: bool) -> None:
+def exit_with_parent(kill_with_parent: bool) -> None:
     """End this process at once if the parent dies (even by SIGKILL), so no orphan keeps sending requests.
 
     On Linux the kernel kills it with its parent (``PR_SET_PDEATHSIG``, when the parent's main thread started

@@ -300,6 +300,21 @@ def test_dashboard_command_serves_the_app():
         process.wait(timeout=30)
 
 
+def spawned_children(pid: int) -> list[int]:
+    """Processes that ``pid`` started with multiprocessing's spawn (not its resource tracker)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        children = [int(child) for child in fh.read().split()]
+    return [c for c in children if alive(c) and b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sweep_killed_then_resumed_runs_only_the_rest(tmp_path):
     from experiments import sweep
     from experiments.config import resolve
@@ -310,8 +325,14 @@ def test_sweep_killed_then_resumed_runs_only_the_rest(tmp_path):
     runs = tmp_path / "s.partial" / "runs"
     while process.poll() is None and len(list(runs.glob("*.parquet"))) < 1:
         time.sleep(0.01)
+    workers = spawned_children(process.pid)
+    assert workers
     process.kill()
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers):  # the pool's workers end with the killed sweep
+        assert time.monotonic() < deadline, "a sweep worker outlived the killed sweep"
+        time.sleep(0.05)
     finished = len(list(runs.glob("*.parquet")))
     assert 1 <= finished < 4
     done = cli("resume", "--run", tmp_path / "s")
