@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_llm_throughput import Answer, messages
+from bench_llm_throughput import Answer, messages, start_server
 
 from llm import LLMClient, LLMConfig, LLMRequest
 
@@ -30,11 +29,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=1.0, help="client timeout, s (the 'timeout' fault waits it out)")
     ns = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(ns.latency),
-                             "--slots", str(ns.concurrency), "--fault-rate", str(ns.fault_rate), "--seed", "1"],
-                            stdout=subprocess.PIPE, text=True, cwd=root)
-    base_url = proc.stdout.readline().split()[1]
+    proc, base_url = start_server(ns.latency, ns.concurrency, "--fault-rate", str(ns.fault_rate), "--seed", "1")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = LLMConfig(base_urls=(base_url,), model="fault-model", concurrency=ns.concurrency,

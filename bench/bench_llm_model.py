@@ -13,21 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench_llm_throughput import start_server
 from model.model import EconomyModel
-
-
-def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(latency),
-                             "--slots", str(slots)], stdout=subprocess.PIPE, text=True, cwd=root)
-    return proc, proc.stdout.readline().split()[1]
 
 
 class TimedBatches:

@@ -32,10 +32,11 @@ class Answer(BaseModel):
     reason: str = Field(max_length=80)
 
 
-def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, slots: int, *options: str) -> tuple[subprocess.Popen, str]:
+    """The fault server in its own process (so its CPU is not the client's); ``options``: more of its flags."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(latency),
-                             "--slots", str(slots)], stdout=subprocess.PIPE, text=True, cwd=root)
+                             "--slots", str(slots), *options], stdout=subprocess.PIPE, text=True, cwd=root)
     line = proc.stdout.readline()
     return proc, line.split()[1]
 
