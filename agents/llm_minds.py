@@ -41,18 +41,10 @@ class LLMWorkerMind:
         self.last_hours: np.ndarray | None = None
         self.failures = 0
         self.last_exchange: dict[int, tuple[list[dict], str | None]] = {}
-        self._persona_list: list[str] | bool | None = None
 
     def deciders(self, model) -> np.ndarray:
         """Workforce rows that are prompted: every worker, or each archetype's representative."""
         return np.arange(len(model.workforce)) if self.archetypes is None else self.archetypes.representatives
-
-    def _personas(self, model) -> list[str] | None:
-        """Every worker's persona (they do not change during a run), read once."""
-        if self._persona_list is None:
-            table = model.workforce.attributes
-            self._persona_list = table["persona"].astype(str).tolist() if "persona" in table.columns else False
-        return self._persona_list or None
 
     def initial_hours(self, model) -> np.ndarray:
         return np.full(len(model.workforce), DEFAULT_HOURS)
@@ -70,13 +62,12 @@ class LLMWorkerMind:
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
         rates, take_home = pay_table(schedule, skills, rebate)
-        personas = self._personas(model)
         requests = []
         for i, row in enumerate(deciders.tolist()):
             messages = worker_messages(
                 worker=row, skill=float(skills[i]), history=self.memory.get(row, []),
                 history_length=self.history_length, exploit=exploit, mode=self.mode,
-                persona=personas[row] if personas is not None else None, schedule=schedule, rebate=rebate,
+                persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
                 schedule_text=schedule_text, pay=(rates[i], take_home[i]))
             requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages, schema=schema,
                                        max_tokens=WORK_MAX_TOKENS))

@@ -8,6 +8,8 @@ collects data.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import mesa
@@ -243,8 +245,14 @@ class EconomyModel(mesa.Model):
         return make_rule(planner, **(options or {}))
 
     def workers_persona(self, row: int) -> str | None:
+        personas = self._personas
+        return None if personas is None else personas[row]
+
+    @functools.cached_property
+    def _personas(self) -> list[str] | None:
+        """Every worker's persona (fixed for the run), read from the population once."""
         table = self.workforce.attributes
-        return str(table["persona"].iat[row]) if "persona" in table.columns else None
+        return table["persona"].astype(str).tolist() if "persona" in table.columns else None
 
     # --- state ----------------------------------------------------------------------------
     @property
