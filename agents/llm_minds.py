@@ -8,11 +8,13 @@ planner keeps its rates, and both count the failure.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory, pay_table,
                             sized, worker_block, worker_messages)
-from llm import LLMRequest
+from llm import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
 # Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
@@ -62,24 +64,29 @@ class LLMWorkerMind:
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
         rates, take_home = pay_table(schedule, skills, rebate)
-        requests = []
-        for i, row in enumerate(deciders.tolist()):
-            messages = worker_messages(
-                worker=row, skill=float(skills[i]), history=self.memory.get(row, []),
-                history_length=self.history_length, exploit=exploit, mode=self.mode,
-                persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
-                schedule_text=schedule_text, pay=(rates[i], take_home[i]))
-            requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages, schema=schema,
-                                       max_tokens=WORK_MAX_TOKENS))
-        results = self.client.run_batch(requests)
+        requests: list[LLMRequest] = []
+
+        def build():  # prompts are built as the client takes them: the first ones are sent meanwhile
+            for i, row in enumerate(deciders.tolist()):
+                messages = worker_messages(
+                    worker=row, skill=float(skills[i]), history=self.memory.get(row, []),
+                    history_length=self.history_length, exploit=exploit, mode=self.mode,
+                    persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
+                    schedule_text=schedule_text, pay=(rates[i], take_home[i]))
+                requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages,
+                                           schema=schema, max_tokens=WORK_MAX_TOKENS))
+                yield requests[-1]
+
+        results = self.client.run_batch(RequestStream(len(deciders), build()))
         chosen = current.copy()
-        for i, (request, result) in enumerate(zip(requests, results, strict=True)):
-            self.last_exchange[int(deciders[i])] = (request.messages, result.raw)
+        field = "LABOR" if self.mode == "paper" else "hours"
+        for i, row, request, result in zip(range(len(requests)), deciders.tolist(), requests, results, strict=True):
+            self.last_exchange[row] = (request.messages, result.raw)
             if result.ok:
-                value = result.value.LABOR if self.mode == "paper" else result.value.hours
-                chosen[i] = float(np.clip(value, 0.0, self.cap))
+                chosen[i] = getattr(result.value, field)
             else:
                 self.failures += 1
+        np.clip(chosen, 0.0, self.cap, out=chosen)
         if self.archetypes is None:
             return chosen
         return self.archetypes.broadcast(chosen)
@@ -88,13 +95,13 @@ class LLMWorkerMind:
         """Remember this step's outcome for every decider (called after settle)."""
         w, rates = model.workforce, tuple(map(float, model.schedule.rates))
         rows = self.deciders(model)
-        marginal = model.schedule.marginal_rate(w.income[rows])
-        for i, row in enumerate(rows.tolist()):
-            self.memory.setdefault(row, []).append(WorkerMemory(
-                model.period, rates, float(w.skill[row]), float(w.hours[row]), float(w.income[row]),
-                float(w.tax[row]), float(model.rebate), float(w.consumption[row] - model.preferences.base_consumption),
-                float(w.utility[row]), float(marginal[i])))
-
+        period, rebate, base = model.period, float(model.rebate), model.preferences.base_consumption
+        columns = (w.skill[rows], w.hours[rows], w.income[rows], w.tax[rows], w.consumption[rows] - base,
+                   w.utility[rows], model.schedule.marginal_rate(w.income[rows]))
+        for row, skill, hours, income, tax, post_tax, utility, marginal in zip(
+                rows.tolist(), *(np.asarray(c, dtype=float).tolist() for c in columns), strict=True):
+            self.memory.setdefault(row, []).append(WorkerMemory(period, rates, skill, hours, income, tax, rebate,
+                                                                post_tax, utility, marginal))
 
     def reflect(self, model) -> None:
         """Bounded scenario: each persona judges the step; NO halves its remembered utility.
@@ -118,8 +125,9 @@ class LLMWorkerMind:
                 ratio[i] = 1.0 if result.value.ANSWER == "YES" else 0.5
             else:
                 self.failures += 1
-        for row, r in zip(rows.tolist(), ratio, strict=True):
-            self.memory[row][-1].utility *= r
+        for row, r in zip(rows.tolist(), ratio.tolist(), strict=True):
+            last = self.memory[row][-1]
+            self.memory[row][-1] = dataclasses.replace(last, utility=last.utility * r)
         model.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
 
 

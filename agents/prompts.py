@@ -59,7 +59,7 @@ def sized(schema: type[BaseModel], brackets: int) -> type[BaseModel]:
 
 @dataclass
 class WorkerMemory:
-    """One step of a worker's (or archetype's) own history."""
+    """One step of a worker's (or archetype's) own history; replaced, never changed, once observed."""
 
     period: int
     rates: tuple[float, ...]
@@ -71,6 +71,11 @@ class WorkerMemory:
     post_tax: float
     utility: float
     marginal_rate: float = float("nan")
+
+    @functools.cached_property
+    def line(self) -> str:
+        """This step as one line of an improved-mode history (rendered once, shown in many prompts)."""
+        return history_line(self)
 
 
 def percent(rates) -> str:
@@ -204,7 +209,7 @@ def _improved_worker_messages(worker, skill, history, history_length, exploit, p
             for hours, rate, home in zip(PAY_HOURS, rates, take_home, strict=True)) + ".")
     recent = history[-history_length:] if history_length else []
     if recent:
-        facts.append("Your recent years:\n" + "\n".join(map(history_line, recent)))
+        facts.append("Your recent years:\n" + "\n".join(m.line for m in recent))
         previous = history[-2] if len(history) > 1 else None
         hint = reflection(previous, history[-1], False)
         if hint:

@@ -9,7 +9,7 @@ from .accounting import Accounting
 from .client import LLMClient
 from .config import BACKENDS, STORE_MODES, Backend, LLMConfig, resolve_backend
 from .errors import LLMConfigError, ReplayMissError
-from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
+from .records import Failure, FailureKind, LLMRequest, LLMResult, RequestStream, Usage
 from .store import ResponseStore
 
 
@@ -35,6 +35,7 @@ __all__ = [
     "LLMRequest",
     "LLMResult",
     "ReplayMissError",
+    "RequestStream",
     "ResponseStore",
     "Usage",
     "resolve_backend",

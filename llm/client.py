@@ -10,7 +10,8 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self
 
 import openai
@@ -19,8 +20,8 @@ from .accounting import Accounting
 from .config import Backend, LLMConfig, resolve_backend
 from .engine import Engine
 from .errors import LLMConfigError
-from .records import LLMRequest, LLMResult
-from .shards import ShardPool, ShardSpec, build_endpoints, build_engine, shardable
+from .records import LLMRequest, LLMResult, RequestStream
+from .shards import CHUNK, MIN_BATCH, ShardPool, ShardSpec, build_endpoints, build_engine, picklable
 from .store import ResponseStore
 from .transport import Endpoint
 
@@ -141,13 +142,24 @@ class LLMClient:
         return model
 
     # ---- public API -----------------------------------------------------------------------------
-    def run_batch(self, requests: Sequence[LLMRequest], progress: Progress | None = None) -> list[LLMResult]:
-        """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread."""
+    def run_batch(self, requests: Sequence[LLMRequest] | RequestStream,
+                  progress: Progress | None = None) -> list[LLMResult]:
+        """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread.
+
+        ``requests``: a sequence, or a ``RequestStream`` whose requests are built as they are taken (with
+        worker processes, the first ones are answered while the rest are still being built).
+        """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
         total = len(requests)
-        if self._processes > 1 and shardable(requests):
-            return self._run_sharded(requests, progress)
+        if self._processes > 1 and total >= MIN_BATCH:
+            iterator = iter(requests)
+            head = list(itertools.islice(iterator, CHUNK))
+            if picklable(head):
+                return self._run_sharded(itertools.chain(head, iterator), total, progress)
+            requests = head + list(iterator)
+        elif not isinstance(requests, Sequence):
+            requests = list(requests)
         if progress is None:
             return self._loop.run(self._engine.run_batch(requests))
         done_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -164,14 +176,14 @@ class LLMClient:
                     break
         return future.result()
 
-    def _run_sharded(self, requests: Sequence[LLMRequest], progress: Progress | None) -> list[LLMResult]:
+    def _run_sharded(self, requests: Iterable[LLMRequest], total: int, progress: Progress | None) -> list[LLMResult]:
         if self._shards is None:
             self._shards = ShardPool(self._processes, self._spec([ep.base_url for ep in self._endpoints], self.model,
                                                                  self._processes))
         pool, endpoints = self._shards, self._endpoints
         pool.format_levels = [max(a, ep.format_level) for a, ep in zip(pool.format_levels, endpoints, strict=True)]
         try:
-            return pool.run_batch(requests, self.accounting, progress)
+            return pool.run_batch(requests, total, self.accounting, progress)
         finally:
             for ep, level in zip(endpoints, pool.format_levels, strict=True):
                 ep.format_level = level

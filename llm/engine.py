@@ -37,9 +37,7 @@ class Engine:
 
     async def run_batch(self, requests: Sequence[LLMRequest],
                         on_done: Callable[[int], None] | None = None) -> list[LLMResult]:
-        known = None
-        if self.store is not None:  # one query for the whole batch instead of one per request
-            known = self.store.keys_for(list({identity_of(r.key) for r in requests}))
+        known = self.known_keys(requests)
 
         async def one(i: int, req: LLMRequest) -> LLMResult:
             try:
@@ -48,7 +46,21 @@ class Engine:
                 if on_done is not None:
                     on_done(i)
 
-        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        try:
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        finally:
+            self.between_batches()
+
+    def between_batches(self) -> None:
+        """Housekeeping off the requests' path: fold the store's log into its database."""
+        if self._writer is not None:
+            self._writer.checkpoint_soon()
+
+    def known_keys(self, requests: Sequence[LLMRequest]) -> set | None:
+        """Stored (identity, attempt, hash) keys of these requests: one query instead of one per request."""
+        if self.store is None:
+            return None
+        return self.store.keys_for(list({identity_of(r.key) for r in requests}))
 
     async def run_one(self, req: LLMRequest, known: set | None = None) -> LLMResult:
         """Never raises for a bad answer or a failed call; raises ReplayMissError in replay mode.
@@ -161,7 +173,8 @@ class Engine:
                 # the client's generic post: its retries and timeouts, without re-walking a prepared body
                 response = await client.post(ep.chat_url, cast_to=httpx2.Response,
                                                 content=content.encode(),
-                                                options={"headers": {"X-Client-Request-Id": request_id}})
+                                                options={"headers": {"X-Client-Request-Id": request_id},
+                                                         "idempotency_key": request_id})
                 completion = response.json()
                 error = None
             except Exception as err:  # noqa: BLE001 - classified below

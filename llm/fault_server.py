@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import heapq
 import importlib
 import json
 import random
@@ -109,7 +110,7 @@ class FaultServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._sem: asyncio.Semaphore | None = None
+        self._free_at: list[float] = []
 
     # ---- counters -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -165,7 +166,7 @@ class FaultServer:
         self.stop()
 
     async def _bind(self) -> None:
-        self._sem = asyncio.Semaphore(self.slots)
+        self._free_at = [0.0] * self.slots  # when each slot is next free (a heap), on the loop's clock
         self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -234,12 +235,14 @@ class FaultServer:
 
     def _pick_fault(self, body: bytes) -> str | None:
         """Deterministic in (seed, request body, how often this body was seen)."""
+        if self.fault_rate <= 0:
+            return None
         digest = hashlib.sha256(body).hexdigest()
         with self._lock:
             n = self._seen[digest]
             self._seen[digest] += 1
         rng = random.Random(f"{self.seed}:{digest}:{n}")
-        if self.fault_rate <= 0 or rng.random() >= self.fault_rate:
+        if rng.random() >= self.fault_rate:
             return None
         return rng.choices(self._kinds, self._weights)[0]
 
@@ -277,18 +280,28 @@ class FaultServer:
             return False
         if fault == "disconnect":
             return False
-        async with self._sem:
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if fault in ("rate_limit", "server_error", "unavailable"):
-                status = {"rate_limit": 429, "server_error": 500, "unavailable": 503}[fault]
-                extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
-                self._send(writer, status, {"error": {"message": f"injected {fault}", "type": fault}}, extra)
-            else:
-                content, finish = self._answer(request, fault)
-                self._send(writer, 200, self._completion(request, content, finish))
+        delay = self._take_slot() - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if fault in ("rate_limit", "server_error", "unavailable"):
+            status = {"rate_limit": 429, "server_error": 500, "unavailable": 503}[fault]
+            extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
+            self._send(writer, status, {"error": {"message": f"injected {fault}", "type": fault}}, extra)
+        else:
+            self._send(writer, 200, self._completion(request, *self._answer(request, fault)))
         await writer.drain()
         return True
+
+    def _take_slot(self) -> float:
+        """When this request's answer is due: it holds the slot that frees first for exactly ``latency``.
+
+        Slot time is exact: a queued request starts the instant a slot frees, not when this loop gets round
+        to it, so the server's own scheduling delays never count against a client it is measuring.
+        """
+        now = asyncio.get_running_loop().time()
+        start = max(now, heapq.heappop(self._free_at))
+        heapq.heappush(self._free_at, start + self.latency)
+        return start + self.latency
 
     def _answer(self, request: dict, fault: str | None) -> tuple[str, str]:
         messages = request.get("messages", [])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,3 +82,19 @@ class LLMResult:
     def value_or(self, fallback: BaseModel) -> BaseModel:
         """The validated value, or the caller's documented fallback action when the request failed."""
         return self.value if self.value is not None else fallback
+
+
+class RequestStream:
+    """``size`` requests built one by one as they are taken; ``LLMClient.run_batch`` accepts it as a batch.
+
+    With worker processes, the first requests are on the wire while the rest are still being built.
+    """
+
+    def __init__(self, size: int, requests: Iterable[LLMRequest]):
+        self.size, self._requests = size, requests
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[LLMRequest]:
+        return iter(self._requests)

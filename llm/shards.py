@@ -1,25 +1,28 @@
 """Large batches split over worker processes, each with its own event loop, connections and store connection.
 
 One Python process spends about a millisecond of CPU per request in the HTTP client, so a single process
-tops out near a thousand requests a second. ``ShardPool`` sends contiguous slices of a batch to ``n``
-processes and puts the results back in input order. Each process persists every answer (SQLite WAL, safe
-across processes) before returning it, so replay, resume and the response store behave exactly as in one
-process.
+tops out near a thousand requests a second. ``ShardPool`` deals a batch out to ``n`` processes in chunks, as
+the caller builds it, so the first requests are on the wire while the rest are still being built; results
+come back as they finish and are put back in input order. Each process persists every answer (SQLite WAL,
+safe across processes) before returning it, so replay, resume and the response store behave exactly as in
+one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .accounting import Accounting
@@ -29,21 +32,28 @@ from .records import LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
 
-PROGRESS_EVERY_S = 0.1
+RESULTS_EVERY_S = 0.02  # finished results go back this often: the last message of a batch stays small
 PR_SET_PDEATHSIG = 1
 MIN_BATCH = 256  # smaller batches run in the calling process: starting and feeding workers costs more
+CHUNK = 32  # requests per message to a worker process
 
 
-def shardable(requests: Sequence[LLMRequest]) -> bool:
-    """Large enough, and every answer schema importable by name in another process."""
-    if len(requests) < MIN_BATCH:
-        return False
+def picklable(requests: Iterable[LLMRequest]) -> bool:
+    """Every answer schema is importable by name in another process."""
     try:
         for schema in {r.schema for r in requests}:
             pickle.dumps(schema)
     except Exception:  # noqa: BLE001 - e.g. a schema class defined inside a function
         return False
     return True
+
+
+def chunks(requests: Iterable[LLMRequest], small: int = 0) -> Iterator[list[LLMRequest]]:
+    """Chunks of ``CHUNK`` requests; the first ``small`` of half that, so every worker starts sooner."""
+    iterator = iter(requests)
+    sizes = itertools.chain(itertools.repeat(CHUNK // 2, small), itertools.repeat(CHUNK))
+    while chunk := list(itertools.islice(iterator, next(sizes))):
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -75,57 +85,127 @@ def build_engine(spec: ShardSpec, endpoints: list[Endpoint], store: ResponseStor
 
 
 def _shard_main(conn, spec: ShardSpec, kill_with_parent: bool = False) -> None:
-    """Worker process: answer batches sent over ``conn`` until it receives None or the pipe closes."""
+    """Worker process: serve batches begun over ``conn`` until it receives None or the pipe closes."""
     exit_with_parent(kill_with_parent)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     store = ResponseStore(spec.config.store_path) if spec.config.store_mode != "off" else None
-    accounting = Accounting()
 
     async def make() -> Engine:
-        return build_engine(spec, build_endpoints(spec), store, accounting)
+        return build_engine(spec, build_endpoints(spec), store, Accounting())
 
     engine = loop.run_until_complete(make())
+    # what is alive now (the imported libraries) lives as long as this process: keep it out of the
+    # collector's full passes, which would otherwise stall this process's requests for tens of milliseconds
+    gc.freeze()
+    outbox = _Outbox(conn)
     try:
         while True:
-            try:
-                message = conn.recv()
-            except EOFError:
-                break
+            message = conn.recv()  # ("begin", format levels) or None
             if message is None:
                 break
-            requests, format_levels = message
-            for ep, level in zip(engine.endpoints, format_levels, strict=True):
-                ep.format_level = max(ep.format_level, level)
-            engine.acc = accounting = Accounting()
-            done = [0]
-
-            async def batch():
-                async def report():
-                    sent = 0
-                    while True:
-                        await asyncio.sleep(PROGRESS_EVERY_S)
-                        if done[0] != sent:
-                            sent = done[0]
-                            conn.send(("progress", sent))
-
-                reporter = asyncio.ensure_future(report())
-                try:
-                    return await engine.run_batch(requests, lambda i: done.__setitem__(0, done[0] + 1))
-                finally:
-                    reporter.cancel()
-
-            try:
-                results = loop.run_until_complete(batch())
-            except Exception as err:  # noqa: BLE001 - e.g. a replay miss: re-raised in the parent
-                conn.send(("error", err))
-                continue
-            conn.send(("result", results, accounting.state(), [ep.format_level for ep in engine.endpoints]))
+            loop.run_until_complete(_serve_batch(engine, conn, outbox, message[1], spec.concurrency))
+    except EOFError:  # the caller is gone
+        pass
     finally:
+        outbox.close()
         loop.run_until_complete(engine.aclose())
         if store is not None:
             store.close()
         loop.close()
+
+
+class _Outbox:
+    """Sends a worker's messages from a thread of its own, so a full pipe never stalls the event loop."""
+
+    def __init__(self, conn):
+        self.conn, self.queue = conn, queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="llm-shard-outbox", daemon=True)
+        self.thread.start()
+
+    def send(self, message) -> None:
+        self.queue.put(message)
+
+    def _run(self) -> None:
+        while (message := self.queue.get()) is not None:
+            try:
+                self.conn.send(message)
+            except OSError:  # the caller is gone
+                return
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(10)
+
+
+async def _serve_batch(engine: Engine, conn, outbox: _Outbox, format_levels: list[int], concurrency: int) -> None:
+    """Answer ("requests", first index, chunk) messages until ("end",), asking for a chunk at a time.
+
+    The worker asks for ("more",) once it holds no more unfinished requests than it may keep in flight:
+    the caller builds requests just in time, and a worker that runs ahead gets more of the batch. Finished
+    results go back every ``RESULTS_EVERY_S``; ("done", ...) ends the batch.
+    """
+    for ep, level in zip(engine.endpoints, format_levels, strict=True):
+        ep.format_level = max(ep.format_level, level)
+    engine.acc = accounting = Accounting()
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task] = []
+    finished: list[tuple[int, LLMResult]] = []
+    errors: list[Exception] = []
+    ended = loop.create_future()
+    state = {"unfinished": 0, "asked": True}  # the caller sends the first chunk unasked
+
+    def ask() -> None:
+        if not state["asked"] and not ended.done() and state["unfinished"] <= concurrency:
+            state["asked"] = True
+            outbox.send(("more",))
+
+    async def one(index: int, request: LLMRequest, known: set | None) -> None:
+        try:
+            finished.append((index, await engine.run_one(request, known)))
+        except Exception as err:  # noqa: BLE001 - a replay miss: raised again in the caller
+            errors.append(err)
+        finally:
+            state["unfinished"] -= 1
+            ask()
+
+    def receive() -> None:
+        try:
+            while not ended.done() and conn.poll():
+                message = conn.recv()
+                if message[0] == "end":
+                    ended.set_result(None)
+                    break
+                _, first, requests = message
+                known = engine.known_keys(requests)
+                state["unfinished"] += len(requests)
+                state["asked"] = False
+                tasks.extend(loop.create_task(one(first + i, r, known)) for i, r in enumerate(requests))
+                ask()
+        except EOFError as err:
+            ended.set_exception(err)
+
+    loop.add_reader(conn.fileno(), receive)
+    try:
+        while True:
+            if not ended.done():
+                await asyncio.wait([ended], timeout=RESULTS_EVERY_S)
+            tasks[:] = [task for task in tasks if not task.done()]
+            if ended.done():
+                ended.result()  # raises EOFError when the caller is gone
+                if tasks:
+                    await asyncio.wait(tasks, timeout=RESULTS_EVERY_S)
+                    tasks[:] = [task for task in tasks if not task.done()]
+                if not tasks:
+                    break
+            if finished:
+                outbox.send(("results", finished[:]))
+                finished.clear()
+    finally:
+        loop.remove_reader(conn.fileno())
+    outbox.send(("done", finished, accounting.state(), [ep.format_level for ep in engine.endpoints],
+                 errors[0] if errors else None))
+    engine.between_batches()
 
 
 def exit_with_parent(kill_with_parent: bool) -> None:
@@ -169,50 +249,91 @@ class ShardPool:
             child.close()
             self._workers.append((process, parent))
 
-    def run_batch(self, requests: Sequence[LLMRequest], accounting: Accounting,
+    def run_batch(self, requests: Iterable[LLMRequest], total: int, accounting: Accounting,
                   progress: Callable[[int, int], None] | None = None) -> list[LLMResult]:
+        """``total`` requests, taken from ``requests`` a chunk at a time as workers ask; results in input order."""
         if any(not process.is_alive() for process, _ in self._workers):
             self.close()  # a worker died (e.g. killed): start afresh; stored answers are served from the store
         if not self._workers:
             self._start()
-        total = len(requests)
-        bounds = [round(i * total / self.n) for i in range(self.n + 1)]
-        pending = {}
-        for k, (_, conn) in enumerate(self._workers):
-            conn.send((list(requests[bounds[k]:bounds[k + 1]]), self.format_levels))
-            pending[conn] = k
-        parts: list[list[LLMResult] | None] = [None] * self.n
-        done = [0] * self.n
-        error: BaseException | None = None
-        last_report = time.monotonic()
+        conns = [conn for _, conn in self._workers]
+        for conn in conns:
+            conn.send(("begin", self.format_levels))
         if progress is not None:
             progress(0, total)
+        source = chunks(requests, small=self.n)
+        fed = {"sent": 0, "exhausted": False, "failure": None}
+
+        def feed(conn) -> None:
+            """The next chunk to ``conn``; once there is none, ("end",) to every worker."""
+            if fed["exhausted"]:
+                return
+            try:
+                chunk = next(source, None)
+                if chunk is not None:
+                    try:
+                        conn.send(("requests", fed["sent"], chunk))
+                    except (pickle.PicklingError, AttributeError, TypeError) as err:
+                        raise TypeError(f"requests: an answer schema cannot be sent to a worker process ({err}); "
+                                        "define schemas at module level, or set LLM_PROCESSES=1") from None
+                    fed["sent"] += len(chunk)
+                    return
+            except Exception as err:  # noqa: BLE001 - e.g. the caller's generator failed: end the batch everywhere
+                fed["failure"] = err
+            fed["exhausted"] = True
+            for other in conns:
+                other.send(("end",))
+
+        results: dict[int, LLMResult] = {}
+        pending, error = set(conns), None
+        try:
+            for conn in conns:
+                feed(conn)
+            error = self._collect(pending, feed, results, accounting, total, progress)
+        except BaseException:  # e.g. Ctrl-C mid-batch: the workers are out of step with us, so end them
+            self._kill()
+            raise
+        if fed["failure"] is not None:
+            raise fed["failure"]
+        if error is not None:
+            raise error
+        if fed["sent"] != total:
+            raise ValueError(f"requests: {fed['sent']} given, but the batch said {total}")
+        return [results[i] for i in range(total)]
+
+    def _collect(self, pending: set, feed: Callable, results: dict[int, LLMResult], accounting: Accounting,
+                 total: int, progress: Callable[[int, int], None] | None) -> BaseException | None:
+        """Serve the workers' requests for more and gather their results until each has said it is done."""
+        error = None
         while pending:
-            for conn in multiprocessing.connection.wait(list(pending), timeout=PROGRESS_EVERY_S):
-                k = pending[conn]
+            for conn in multiprocessing.connection.wait(list(pending)):
                 try:
                     message = conn.recv()
                 except EOFError:
-                    del pending[conn]
+                    pending.discard(conn)
                     error = error or RuntimeError("an LLM worker process ended unexpectedly")
                     continue
-                if message[0] == "progress":
-                    done[k] = message[1]
+                if message[0] == "more":
+                    feed(conn)
                     continue
-                del pending[conn]
-                if message[0] == "error":
-                    error = error or message[1]
-                    continue
-                _, parts[k], state, levels = message
-                done[k] = len(parts[k])
-                accounting.merge(state)
-                self.format_levels = [max(a, b) for a, b in zip(self.format_levels, levels, strict=True)]
-            if progress is not None and (not pending or time.monotonic() - last_report >= PROGRESS_EVERY_S):
-                progress(sum(done), total)
-                last_report = time.monotonic()
-        if error is not None:
-            raise error
-        return [result for part in parts for result in part]
+                results.update(message[1])
+                if message[0] == "done":
+                    pending.discard(conn)
+                    _, _, state, levels, err = message
+                    accounting.merge(state)
+                    self.format_levels = [max(a, b) for a, b in zip(self.format_levels, levels, strict=True)]
+                    error = error or err
+                if progress is not None:
+                    progress(len(results), total)
+        return error
+
+    def _kill(self) -> None:
+        for process, _ in self._workers:
+            process.kill()
+        for process, conn in self._workers:
+            process.join(5)
+            conn.close()
+        self._workers = []
 
     def close(self) -> None:
         for process, conn in self._workers:

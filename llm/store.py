@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS responses (
 )"""
 
 
+AUTOCHECKPOINT_PAGES = 16384
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
@@ -80,6 +81,9 @@ class ResponseStore:
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # the log is folded into the database between batches (``checkpoint``); the automatic fold,
+            # which lands on whichever commit crosses its threshold, is kept for a log this large only
+            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._opened_lock:
                 self._opened.append(conn)
@@ -117,6 +121,10 @@ class ResponseStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database as far as no reader needs it (never blocks writers)."""
+        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def keys_for(self, identities: list[str]) -> set[tuple[str, int, str]]:
         """(identity, attempt, request_hash) of every stored row for these identities."""
@@ -178,6 +186,10 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name="llm-store-writer", daemon=True)
         self._thread.start()
 
+    def checkpoint_soon(self) -> None:
+        """Fold the log into the database from the writer thread, after the rows queued so far."""
+        self._queue.put(_CHECKPOINT)
+
     async def put(self, row: tuple) -> None:
         future = asyncio.get_running_loop().create_future()
         self._queue.put((row, future))
@@ -192,7 +204,8 @@ class GroupWriter:
                 except queue.Empty:
                     break
             stop = any(item is None for item in items)
-            items = [item for item in items if item is not None]
+            checkpoint = any(item is _CHECKPOINT for item in items)
+            items = [item for item in items if item is not None and item is not _CHECKPOINT]
             if items:
                 try:
                     self.store.put_rows([row for row, _ in items])
@@ -201,6 +214,11 @@ class GroupWriter:
                     error = err
                 loop = items[0][1].get_loop()
                 loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
+            if checkpoint:
+                try:
+                    self.store.checkpoint()
+                except sqlite3.Error:  # e.g. busy: the next batch's checkpoint, or the automatic one, folds it
+                    pass
             if stop:
                 return
 
@@ -208,6 +226,9 @@ class GroupWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(30)
+
+
+_CHECKPOINT = object()
 
 
 def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:

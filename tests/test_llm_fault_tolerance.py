@@ -172,3 +172,16 @@ def test_an_unexpected_error_inside_one_request_is_a_typed_failure():
         bad = LLMRequest(key="bad", messages=[{"role": "user", "content": "x"}], schema=Exploding)
         results = client.run_batch([bad] + work_requests(3))
     assert results[0].failure is not None and all(r.ok for r in results[1:])
+
+
+@pytest.mark.parametrize("requests,waves", [(8, 2), (12, 3)])
+def test_the_test_server_answers_slots_at_a_time_each_for_exactly_its_latency(requests, waves):
+    """The server the benchmarks measure against: n requests on s slots take ceil(n / s) x latency."""
+    import time
+
+    with FaultServer(latency=0.25, slots=4) as srv, LLMClient(LLMConfig(
+            base_urls=(srv.base_url,), model="fault-model", concurrency=16, store_mode="off")) as client:
+        start = time.perf_counter()
+        assert all(r.ok for r in client.run_batch(work_requests(requests)))
+        elapsed = time.perf_counter() - start
+    assert waves * 0.25 <= elapsed < waves * 0.25 + 0.2

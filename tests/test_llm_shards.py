@@ -109,3 +109,56 @@ def test_requests_go_through_aiohttp_when_the_openai_extra_is_installed(tmp_path
         lane = client._endpoints[0].lanes[0]
         assert isinstance(lane._client._transport.inner, AiohttpTransport)
         assert all(r.ok for r in client.run_batch(work_requests(3)))
+
+
+def test_a_stream_is_answered_while_it_is_still_being_built(tmp_path):
+    """The first requests of a RequestStream reach the server before the rest exist."""
+    from llm import RequestStream
+
+    requests = work_requests(600)
+    with FaultServer(latency=0.01) as srv:
+        def build():
+            yield from requests[:64]
+            deadline = time.monotonic() + 20
+            while srv.stats()["requests"] == 0:  # a client that waits for the whole batch never gets here
+                assert time.monotonic() < deadline, "nothing was sent before the stream was exhausted"
+                time.sleep(0.01)
+            yield from requests[64:]
+
+        with LLMClient(config(srv.base_url, tmp_path / "st.sqlite", processes=2)) as client:
+            streamed = client.run_batch(RequestStream(len(requests), build()))
+            listed = client.run_batch(work_requests(600, run="list"))
+    assert [r.key for r in streamed] == [r.key for r in requests]
+    assert [outcome(r)["value"] is not None for r in streamed] == [True] * 600
+    assert len(listed) == 600
+
+
+def test_a_failing_stream_raises_in_the_caller_and_the_workers_stay_usable(tmp_path):
+    from llm import RequestStream
+
+    def build():
+        yield from work_requests(300)
+        raise ValueError("prompt building failed")
+
+    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "f.sqlite", processes=2)) as client:
+        with pytest.raises(ValueError, match="prompt building failed"):
+            client.run_batch(RequestStream(400, build()))
+        with pytest.raises(ValueError, match="299 given, but the batch said 300"):
+            client.run_batch(RequestStream(300, iter(work_requests(299, run="short"))))
+        assert all(r.ok for r in client.run_batch(work_requests(300, run="after")))
+
+
+def test_an_interrupted_batch_ends_its_workers_and_the_next_batch_is_right(tmp_path):
+    from llm import RequestStream
+
+    def build():
+        yield from work_requests(300)
+        raise KeyboardInterrupt
+
+    with FaultServer(latency=0.05) as srv, LLMClient(config(srv.base_url, tmp_path / "i.sqlite", processes=2)) as client:
+        before = children()
+        with pytest.raises(KeyboardInterrupt):
+            client.run_batch(RequestStream(400, build()))
+        assert children() == before  # the interrupted batch's workers are gone
+        results = client.run_batch(work_requests(300, run="next"))
+    assert [r.key for r in results] == [r.key for r in work_requests(300, run="next")] and all(r.ok for r in results)
