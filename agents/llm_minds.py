@@ -9,6 +9,7 @@ planner keeps its rates, and both count the failure.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,6 +23,24 @@ DEFAULT_HOURS = 40.0
 HISTORY_LENGTH = {"paper": 50, "improved": 8}
 # An answer is short JSON (hours and at most 160 characters of reason); a cap stops a model that rambles.
 WORK_MAX_TOKENS = 96
+
+
+class Exchanges(Mapping):
+    """Decider row -> (messages, raw answer) of one batch; kept as the batch's own lists, not copied."""
+
+    def __init__(self, rows: np.ndarray, requests: list[LLMRequest], results: list):
+        self._position = dict(zip(rows.tolist(), range(len(requests))))
+        self._requests, self._results = requests, results
+
+    def __getitem__(self, row: int) -> tuple[list[dict], str | None]:
+        i = self._position[row]
+        return self._requests[i].messages, self._results[i].raw
+
+    def __iter__(self):
+        return iter(self._position)
+
+    def __len__(self) -> int:
+        return len(self._position)
 
 
 class LLMWorkerMind:
@@ -39,10 +58,12 @@ class LLMWorkerMind:
         self.client, self.mode, self.run_id = client, mode, run_id
         self.history_length = HISTORY_LENGTH[mode] if history_length is None else history_length
         self.archetypes = archetypes
-        self.memory: dict[int, list[WorkerMemory]] = {}
+        self._memory: dict[int, list[WorkerMemory]] = {}
+        self._unread: list[tuple] = []  # observed steps not yet unpacked into every decider's history
+        self._read: dict[int, int] = {}  # how many of them each decider's history holds
         self.last_hours: np.ndarray | None = None
         self.failures = 0
-        self.last_exchange: dict[int, tuple[list[dict], str | None]] = {}
+        self.last_exchange: Mapping[int, tuple[list[dict], str | None]] = {}
 
     def deciders(self, model) -> np.ndarray:
         """Workforce rows that are prompted: every worker, or each archetype's representative."""
@@ -69,39 +90,67 @@ class LLMWorkerMind:
         def build():  # prompts are built as the client takes them: the first ones are sent meanwhile
             for i, row in enumerate(deciders.tolist()):
                 messages = worker_messages(
-                    worker=row, skill=float(skills[i]), history=self.memory.get(row, []),
+                    worker=row, skill=float(skills[i]), history=self.history(row),
                     history_length=self.history_length, exploit=exploit, mode=self.mode,
                     persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
                     schedule_text=schedule_text, pay=(rates[i], take_home[i]))
                 requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages,
                                            schema=schema, max_tokens=WORK_MAX_TOKENS))
                 yield requests[-1]
+            # every history is unpacked now; the previous step's prompts and answers are freed here, while
+            # this batch is still in flight, rather than after it, when freeing them would hold up the step
+            self._unread.clear()
+            self._read.clear()
+            self.last_exchange = {}
 
         results = self.client.run_batch(RequestStream(len(deciders), build()))
         chosen = current.copy()
         field = "LABOR" if self.mode == "paper" else "hours"
-        for i, row, request, result in zip(range(len(requests)), deciders.tolist(), requests, results, strict=True):
-            self.last_exchange[row] = (request.messages, result.raw)
+        for i, result in enumerate(results):
             if result.ok:
                 chosen[i] = getattr(result.value, field)
             else:
                 self.failures += 1
         np.clip(chosen, 0.0, self.cap, out=chosen)
+        self.last_exchange = Exchanges(deciders, requests, results)
         if self.archetypes is None:
             return chosen
         return self.archetypes.broadcast(chosen)
 
     def observe(self, model) -> None:
-        """Remember this step's outcome for every decider (called after settle)."""
+        """Remember this step's outcome for every decider (called after settle).
+
+        The step is kept as columns; a decider's history is unpacked from them when it is next read, which for
+        the next prompts happens while the next batch is already on its way.
+        """
         w, rates = model.workforce, tuple(map(float, model.schedule.rates))
         rows = self.deciders(model)
-        period, rebate, base = model.period, float(model.rebate), model.preferences.base_consumption
+        base = model.preferences.base_consumption
         columns = (w.skill[rows], w.hours[rows], w.income[rows], w.tax[rows], w.consumption[rows] - base,
                    w.utility[rows], model.schedule.marginal_rate(w.income[rows]))
-        for row, skill, hours, income, tax, post_tax, utility, marginal in zip(
-                rows.tolist(), *(np.asarray(c, dtype=float).tolist() for c in columns), strict=True):
-            self.memory.setdefault(row, []).append(WorkerMemory(period, rates, skill, hours, income, tax, rebate,
-                                                                post_tax, utility, marginal))
+        self._unread.append((model.period, rates, float(model.rebate), dict(zip(rows.tolist(), range(rows.size))),
+                             [np.asarray(c, dtype=float).tolist() for c in columns]))
+
+    def history(self, row: int) -> list[WorkerMemory]:
+        """``row``'s remembered steps, oldest first."""
+        memories = self._memory.setdefault(row, [])
+        for period, rates, rebate, position, (skill, hours, income, tax, post_tax, utility, marginal) in (
+                self._unread[self._read.get(row, 0):]):
+            i = position[row]
+            memories.append(WorkerMemory(period, rates, skill[i], hours[i], income[i], tax[i], rebate, post_tax[i],
+                                         utility[i], marginal[i]))
+        self._read[row] = len(self._unread)
+        return memories
+
+    @property
+    def memory(self) -> dict[int, list[WorkerMemory]]:
+        """Every decider's history."""
+        if self._unread:
+            for row in self._unread[-1][3]:
+                self.history(row)
+            self._unread.clear()
+            self._read.clear()
+        return self._memory
 
     def reflect(self, model) -> None:
         """Bounded scenario: each persona judges the step; NO halves its remembered utility.

@@ -21,7 +21,7 @@ from .config import Backend, LLMConfig, resolve_backend
 from .engine import Engine
 from .errors import LLMConfigError
 from .records import LLMRequest, LLMResult, RequestStream
-from .shards import CHUNK, MIN_BATCH, ShardPool, ShardSpec, build_endpoints, build_engine, picklable
+from .shards import MIN_BATCH, ShardPool, ShardSpec, build_endpoints, build_engine, picklable
 from .store import ResponseStore
 from .transport import Endpoint
 
@@ -154,7 +154,7 @@ class LLMClient:
         total = len(requests)
         if self._processes > 1 and total >= MIN_BATCH:
             iterator = iter(requests)
-            head = list(itertools.islice(iterator, CHUNK))
+            head = list(itertools.islice(iterator, 1))  # later chunks are checked as they are sent
             if picklable(head):
                 return self._run_sharded(itertools.chain(head, iterator), total, progress)
             requests = head + list(iterator)

@@ -248,6 +248,7 @@ class FaultServer:
 
     async def _chat(self, headers: dict, body: bytes, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> bool:
+        arrived = asyncio.get_running_loop().time()  # the request is in: the time it takes us to parse it is ours
         request = json.loads(body)
         rid = headers.get("x-client-request-id", "")
         fmt = (request.get("response_format") or {"type": "text"}).get("type", "text")
@@ -280,7 +281,7 @@ class FaultServer:
             return False
         if fault == "disconnect":
             return False
-        delay = self._take_slot() - asyncio.get_running_loop().time()
+        delay = self._take_slot(arrived) - asyncio.get_running_loop().time()
         if delay > 0:
             await asyncio.sleep(delay)
         if fault in ("rate_limit", "server_error", "unavailable"):
@@ -292,14 +293,13 @@ class FaultServer:
         await writer.drain()
         return True
 
-    def _take_slot(self) -> float:
+    def _take_slot(self, arrived: float) -> float:
         """When this request's answer is due: it holds the slot that frees first for exactly ``latency``.
 
-        Slot time is exact: a queued request starts the instant a slot frees, not when this loop gets round
-        to it, so the server's own scheduling delays never count against a client it is measuring.
+        Slot time is exact: a request starts the instant it has arrived and a slot is free, not when this
+        loop gets round to it, so the server's own delays never count against a client it is measuring.
         """
-        now = asyncio.get_running_loop().time()
-        start = max(now, heapq.heappop(self._free_at))
+        start = max(arrived, heapq.heappop(self._free_at))
         heapq.heappush(self._free_at, start + self.latency)
         return start + self.latency
 

@@ -32,6 +32,7 @@ from .records import LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
 
+FOLD_AFTER_S = 0.1
 RESULTS_EVERY_S = 0.02  # finished results go back this often: the last message of a batch stays small
 PR_SET_PDEATHSIG = 1
 MIN_BATCH = 256  # smaller batches run in the calling process: starting and feeding workers costs more
@@ -126,8 +127,18 @@ class _Outbox:
     def send(self, message) -> None:
         self.queue.put(message)
 
+    def send_last(self, message) -> None:
+        """Send ``message`` from this thread once everything queued before it is out (nothing else is to come)."""
+        sent = threading.Event()
+        self.queue.put(sent)
+        sent.wait()
+        self.conn.send(message)
+
     def _run(self) -> None:
         while (message := self.queue.get()) is not None:
+            if isinstance(message, threading.Event):
+                message.set()
+                continue
             try:
                 self.conn.send(message)
             except OSError:  # the caller is gone
@@ -181,11 +192,14 @@ async def _serve_batch(engine: Engine, conn, outbox: _Outbox, format_levels: lis
                 state["unfinished"] += len(requests)
                 state["asked"] = False
                 tasks.extend(loop.create_task(one(first + i, r, known)) for i, r in enumerate(requests))
-                ask()
+                loop.call_soon(ask)  # after these requests have gone out: building more would compete with them
         except EOFError as err:
             ended.set_exception(err)
 
     loop.add_reader(conn.fileno(), receive)
+    # the store's log is folded into its database while this batch is under way: at its start the first
+    # requests must go out, and at its end the last results must get back, as fast as possible
+    fold = loop.call_later(FOLD_AFTER_S, engine.between_batches)
     try:
         while True:
             if not ended.done():
@@ -203,9 +217,11 @@ async def _serve_batch(engine: Engine, conn, outbox: _Outbox, format_levels: lis
                 finished.clear()
     finally:
         loop.remove_reader(conn.fileno())
-    outbox.send(("done", finished, accounting.state(), [ep.format_level for ep in engine.endpoints],
-                 errors[0] if errors else None))
-    engine.between_batches()
+    outbox.send_last(("done", finished, accounting.state(), [ep.format_level for ep in engine.endpoints],
+                      errors[0] if errors else None))
+    if not fold.cancelled():  # a batch too short to fold the log in its course
+        fold.cancel()
+        engine.between_batches()
 
 
 def exit_with_parent(kill_with_parent: bool) -> None:
@@ -261,7 +277,7 @@ class ShardPool:
             conn.send(("begin", self.format_levels))
         if progress is not None:
             progress(0, total)
-        source = chunks(requests, small=self.n)
+        source = chunks(requests, small=2 * self.n)
         fed = {"sent": 0, "exhausted": False, "failure": None}
 
         def feed(conn) -> None:
@@ -287,7 +303,7 @@ class ShardPool:
         results: dict[int, LLMResult] = {}
         pending, error = set(conns), None
         try:
-            for conn in conns:
+            for conn in conns + conns:  # two half chunks each, so every worker starts at once and stays busy
                 feed(conn)
             error = self._collect(pending, feed, results, accounting, total, progress)
         except BaseException:  # e.g. Ctrl-C mid-batch: the workers are out of step with us, so end them

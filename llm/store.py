@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 AUTOCHECKPOINT_PAGES = 16384
+WRITE_RETRY_S = 0.0002
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
@@ -114,13 +115,33 @@ class ResponseStore:
     def put_rows(self, rows: list[tuple]) -> None:
         """Insert or replace rows in one transaction; committed when this returns."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_write(conn)
         try:
             conn.executemany(_INSERT, rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _begin_write(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, retrying every ``WRITE_RETRY_S`` while another process holds it.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far longer than a commit here holds
+        the lock, so two processes writing at once would wait for nothing.
+        """
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            deadline = time.monotonic() + self._busy / 1000
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as err:
+                    if err.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                        raise
+                time.sleep(WRITE_RETRY_S)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={self._busy}")
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database as far as no reader needs it (never blocks writers)."""

@@ -227,3 +227,45 @@ def test_store_reopens_and_counts(tmp_path):
     s.close()
     again = ResponseStore(tmp_path / "x.sqlite")
     assert again.count() == 1 and again.get('"a"', 0, "h").raw == "{}" and again.get('"a"', 1, "h") is None
+
+
+def _row(identity: str) -> tuple:
+    return ResponseStore.row(identity, 0, "h", model="m", messages="[]", raw="{}", finish_reason="stop", parsed=None,
+                             failure_kind=None, failure_message=None, prompt_tokens=0, completion_tokens=0,
+                             latency_s=0.0, sends=1)
+
+
+def test_a_writer_gets_the_lock_soon_after_another_process_lets_go(tmp_path):
+    """The store retries the write lock every fraction of a millisecond, not at SQLite's 1-2-5-10 ms steps."""
+    import threading
+
+    path = tmp_path / "lock.sqlite"
+    store = ResponseStore(path)
+    waits = []
+    for hold in (0.003, 0.011, 0.023):
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # as another process committing a group
+        released = []
+        timer = threading.Timer(hold, lambda: (other.execute("COMMIT"), released.append(time.perf_counter())))
+        timer.start()
+        store.put_rows([_row(f"id{hold}")])
+        done = time.perf_counter()
+        timer.join()
+        other.close()
+        waits.append(done - released[0])
+    assert max(waits) < 0.003, waits  # SQLite's own handler would wait 5-10 ms after some of these releases
+    assert store.count() == 3
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_an_error(tmp_path):
+    path = tmp_path / "busy.sqlite"
+    store = ResponseStore(path, busy_timeout_ms=50)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    start = time.perf_counter()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.put_rows([_row("late")])
+    assert 0.05 <= time.perf_counter() - start < 1.0
+    other.execute("ROLLBACK")
+    store.put_rows([_row("late")])
+    assert store.count() == 1
