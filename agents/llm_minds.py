@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory, pay_table,
-                            sized, worker_block, worker_messages)
+from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory,
+                            best_memories, pay_table, sized, worker_block, worker_messages)
 from llm import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
@@ -61,6 +61,7 @@ class LLMWorkerMind:
         self._memory: dict[int, list[WorkerMemory]] = {}
         self._unread: list[tuple] = []  # observed steps not yet unpacked into every decider's history
         self._read: dict[int, int] = {}  # how many of them each decider's history holds
+        self._best: dict[int, list[WorkerMemory]] = {}  # each decider's best_memories, kept up to date
         self.last_hours: np.ndarray | None = None
         self.failures = 0
         self.last_exchange: Mapping[int, tuple[list[dict], str | None]] = {}
@@ -84,13 +85,14 @@ class LLMWorkerMind:
         skills = model.workforce.skill[deciders]
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
-        rates, take_home = pay_table(schedule, skills, rebate)
+        rates, take_home = (table.tolist() for table in pay_table(schedule, skills, rebate))
+        skills = skills.tolist()
         requests: list[LLMRequest] = []
 
         def build():  # prompts are built as the client takes them: the first ones are sent meanwhile
             for i, row in enumerate(deciders.tolist()):
                 messages = worker_messages(
-                    worker=row, skill=float(skills[i]), history=self.history(row),
+                    worker=row, skill=skills[i], history=self.history(row), best=self.best(row),
                     history_length=self.history_length, exploit=exploit, mode=self.mode,
                     persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
                     schedule_text=schedule_text, pay=(rates[i], take_home[i]))
@@ -134,13 +136,23 @@ class LLMWorkerMind:
     def history(self, row: int) -> list[WorkerMemory]:
         """``row``'s remembered steps, oldest first."""
         memories = self._memory.setdefault(row, [])
-        for period, rates, rebate, position, (skill, hours, income, tax, post_tax, utility, marginal) in (
-                self._unread[self._read.get(row, 0):]):
-            i = position[row]
-            memories.append(WorkerMemory(period, rates, skill[i], hours[i], income[i], tax[i], rebate, post_tax[i],
-                                         utility[i], marginal[i]))
-        self._read[row] = len(self._unread)
+        unread = self._unread[self._read.get(row, 0):]
+        if unread:
+            new = []
+            for period, rates, rebate, position, (skill, hours, income, tax, post_tax, utility, marginal) in unread:
+                i = position[row]
+                new.append(WorkerMemory(period, rates, skill[i], hours[i], income[i], tax[i], rebate, post_tax[i],
+                                        utility[i], marginal[i]))
+            memories += new
+            # the best of all steps are among the best so far and the new ones: no need to sort the whole history
+            self._best[row] = best_memories(self._best.get(row, []) + new)
+            self._read[row] = len(self._unread)
         return memories
+
+    def best(self, row: int) -> list[WorkerMemory]:
+        """``row``'s best remembered steps (:func:`agents.prompts.best_memories` of its history)."""
+        self.history(row)
+        return self._best.get(row, [])
 
     @property
     def memory(self) -> dict[int, list[WorkerMemory]]:
@@ -174,9 +186,12 @@ class LLMWorkerMind:
                 ratio[i] = 1.0 if result.value.ANSWER == "YES" else 0.5
             else:
                 self.failures += 1
+        memory = self.memory
         for row, r in zip(rows.tolist(), ratio.tolist(), strict=True):
-            last = self.memory[row][-1]
-            self.memory[row][-1] = dataclasses.replace(last, utility=last.utility * r)
+            last = memory[row][-1]
+            memory[row][-1] = dataclasses.replace(last, utility=last.utility * r)
+            if any(m is last for m in self._best.get(row, [])):
+                self._best[row] = best_memories(memory[row])
         model.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
 
 

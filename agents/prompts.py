@@ -77,6 +77,11 @@ class WorkerMemory:
         """This step as one line of an improved-mode history (rendered once, shown in many prompts)."""
         return history_line(self)
 
+    @functools.cached_property
+    def best_line(self) -> str:
+        """This step as an entry of an improved-mode "best so far" list."""
+        return f"step {self.period}: {self.hours:.1f} h, utility {self.utility:.4f}"
+
 
 def percent(rates) -> str:
     return "[" + ", ".join(f"{100 * r:.0f}" for r in rates) + "]"
@@ -133,22 +138,25 @@ def pay_table(schedule, skills, rebate: float) -> tuple[np.ndarray, np.ndarray]:
 
 def worker_messages(*, worker: int, skill: float, history: list[WorkerMemory], history_length: int,
                     exploit: bool, mode: str, persona: str | None = None, schedule=None,
-                    rebate: float = 0.0, schedule_text: str | None = None, pay=None) -> list[dict]:
+                    rebate: float = 0.0, schedule_text: str | None = None, pay=None,
+                    best: list[WorkerMemory] | None = None) -> list[dict]:
     """Chat messages for one worker's labour decision.
 
-    ``schedule_text`` and ``pay`` (this worker's row of :func:`pay_table`) may be passed in when prompts for
-    many workers are built at once; by default they are computed from ``schedule``.
+    ``schedule_text``, ``pay`` (this worker's row of :func:`pay_table`) and ``best`` (its
+    :func:`best_memories`) may be passed in when prompts for many workers are built at once; by default
+    they are computed from ``schedule`` and ``history``.
     """
+    best = best_memories(history) if best is None else best
     if mode == "paper":
-        return _paper_worker_messages(worker, skill, history, history_length, exploit)
+        return _paper_worker_messages(worker, skill, history, history_length, exploit, best)
     if schedule is not None:
         schedule_text = schedule_text or schedule.describe()
         pay = pay if pay is not None else tuple(row[0] for row in pay_table(schedule, [skill], rebate))
     return _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule_text,
-                                     pay, rebate)
+                                     pay, rebate, best)
 
 
-def _paper_worker_messages(worker, skill, history, history_length, exploit) -> list[dict]:
+def _paper_worker_messages(worker, skill, history, history_length, exploit, best) -> list[dict]:
     recent = history[-history_length:] if history_length else []
     blocks = []
     for i, memory in enumerate(recent):
@@ -173,7 +181,6 @@ def _paper_worker_messages(worker, skill, history, history_length, exploit) -> l
     parts = []
     if blocks:
         parts.append("Historical data:\n" + "\n\n".join(blocks))
-    best = best_memories(history)
     if best:
         parts.append("Best 5 timesteps:\n" + "\n".join(
             f"Timestep {m.period}: LABOR={m.hours:.1f}, utility={m.utility:.4f}" for m in best))
@@ -195,7 +202,7 @@ def history_line(memory: WorkerMemory) -> str:
 
 
 def _improved_worker_messages(worker, skill, history, history_length, exploit, persona, schedule_text, pay,
-                              rebate):
+                              rebate, best):
     """Shared text first (instructions, this year's brackets), then the worker's own facts and a bounded history."""
     facts = []
     if schedule_text is not None:
@@ -214,10 +221,8 @@ def _improved_worker_messages(worker, skill, history, history_length, exploit, p
         hint = reflection(previous, history[-1], False)
         if hint:
             facts.append(hint)
-    best = best_memories(history)
     if best:
-        facts.append("Best so far: " + "; ".join(f"step {m.period}: {m.hours:.1f} h, utility {m.utility:.4f}"
-                                                 for m in best) + ".")
+        facts.append("Best so far: " + "; ".join(m.best_line for m in best) + ".")
     facts.append("Choose the hours that gave you the best utility so far." if exploit else
                  "You may try hours you have not tried yet.")
     return [{"role": "system", "content": IMPROVED_WORKER_SYSTEM}, {"role": "user", "content": "\n".join(facts)}]

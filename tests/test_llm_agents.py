@@ -184,6 +184,18 @@ def test_bounded_scenario_halves_remembered_utility_only(civic_server, tmp_path)
     assert model.utilitarian == pytest.approx(w.utility.mean())
 
 
+def test_best_steps_kept_up_to_date_equal_a_full_sort_of_the_history(civic_server, tmp_path):
+    """The prompts' "best so far" is kept as steps arrive (and as the bounded scenario halves one)."""
+    from agents.prompts import best_memories
+
+    model = llm_model(civic_server, tmp_path, scenario_name="bounded", planner="us_federal", max_steps=8)
+    mind = model.worker_mind
+    while model.running:
+        model.step()
+        for row in range(20):
+            assert mind.best(row) == best_memories(mind.memory[row])
+
+
 @pytest.mark.parametrize("binding", [True, False])
 def test_llm_democratic_scenario(civic_server, tmp_path, binding):
     model = llm_model(civic_server, tmp_path, scenario_name="democratic", binding_platforms=binding, max_steps=6)
