@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import itertools
 import logging
 import os
 import queue
 import sqlite3
 import threading
-import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Self
 

@@ -49,10 +49,10 @@ class Engine:
         try:
             return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
         finally:
-            self.between_batches()
+            self.fold_store_log()
 
-    def between_batches(self) -> None:
-        """Housekeeping off the requests' path: fold the store's log into its database."""
+    def fold_store_log(self) -> None:
+        """Fold the store's log into its database, from the writer thread, after the rows queued so far."""
         if self._writer is not None:
             self._writer.checkpoint_soon()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -21,7 +22,6 @@ import queue
 import signal
 import sys
 import threading
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -128,7 +128,7 @@ class _Outbox:
         self.queue.put(message)
 
     def send_last(self, message) -> None:
-        """Send ``message`` from this thread once everything queued before it is out (nothing else is to come)."""
+        """Send ``message`` from the calling thread once everything queued before it is out (it is the last)."""
         sent = threading.Event()
         self.queue.put(sent)
         sent.wait()
@@ -199,7 +199,7 @@ async def _serve_batch(engine: Engine, conn, outbox: _Outbox, format_levels: lis
     loop.add_reader(conn.fileno(), receive)
     # the store's log is folded into its database while this batch is under way: at its start the first
     # requests must go out, and at its end the last results must get back, as fast as possible
-    fold = loop.call_later(FOLD_AFTER_S, engine.between_batches)
+    fold = loop.call_later(FOLD_AFTER_S, engine.fold_store_log)
     try:
         while True:
             if not ended.done():
@@ -219,9 +219,9 @@ async def _serve_batch(engine: Engine, conn, outbox: _Outbox, format_levels: lis
         loop.remove_reader(conn.fileno())
     outbox.send_last(("done", finished, accounting.state(), [ep.format_level for ep in engine.endpoints],
                       errors[0] if errors else None))
-    if not fold.cancelled():  # a batch too short to fold the log in its course
+    if loop.time() < fold.when():  # a batch too short to fold the log in its course
         fold.cancel()
-        engine.between_batches()
+        engine.fold_store_log()
 
 
 def exit_with_parent(kill_with_parent: bool) -> None:

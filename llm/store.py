@@ -82,8 +82,8 @@ class ResponseStore:
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # the log is folded into the database between batches (``checkpoint``); the automatic fold,
-            # which lands on whichever commit crosses its threshold, is kept for a log this large only
+            # the LLM layer folds the log into the database at quiet moments (``checkpoint``); the automatic
+            # fold, which lands on whichever commit crosses its threshold, is kept for a log this large only
             conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._opened_lock:
