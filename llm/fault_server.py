@@ -1,7 +1,7 @@
 """A fault-injecting OpenAI-compatible chat-completions server on 127.0.0.1.
 
-Real HTTP/1.1 over asyncio streams, so faults such as dropped connections and stalled responses are
-exactly what a client would meet on the wire. Use it in-process::
+Real HTTP/1.1 over non-blocking sockets on an asyncio loop, so faults such as dropped connections and
+stalled responses are exactly what a client would meet on the wire. Use it in-process::
 
     with FaultServer(latency=0.01, fault_rate=0.3) as srv:
         client = LLMClient(LLMConfig(base_urls=[srv.base_url]))
@@ -23,11 +23,14 @@ import heapq
 import importlib
 import json
 import random
+import socket
+import struct
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 HTTP_FAULTS = ("rate_limit", "server_error", "unavailable", "disconnect", "timeout")
 CONTENT_FAULTS = ("malformed_json", "truncated_json", "wrong_keys", "out_of_range", "refusal")
@@ -35,6 +38,11 @@ FAULT_KINDS = HTTP_FAULTS + CONTENT_FAULTS
 FORMATS = ("json_schema", "json_object", "text")
 
 Script = Callable[[list[dict]], "str | dict"]
+MAX_HEAD = 65536  # bytes of request head without its end: the connection is closed
+RECV_BYTES = 262144
+# the kernel's receive time of the bytes read (Linux; elsewhere the time they are read)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
@@ -109,8 +117,9 @@ class FaultServer:
         self.reset()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
         self._free_at: list[float] = []
+        self._connections: set[_Connection] = set()
 
     # ---- counters -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -166,72 +175,59 @@ class FaultServer:
         self.stop()
 
     async def _bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._free_at = [0.0] * self.slots  # when each slot is next free (a heap), on the loop's clock
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
-        self.port = self._server.sockets[0].getsockname()[1]
+        listener = socket.create_server((self.host, self.port), backlog=4096)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._loop.add_reader(listener.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. out of file descriptors: the client sees its connection refused
+                return
+            _Connection(self, sock)
 
     async def _unbind(self) -> None:
-        if self._server:
-            self._server.close()
-            for task in asyncio.all_tasks(self._loop):
-                if task is not asyncio.current_task():
-                    task.cancel()
-            await asyncio.sleep(0)
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for conn in list(self._connections):
+            conn.close()
 
     async def serve_forever(self) -> None:
         """Serve in the running loop (used by the command line)."""
         await self._bind()
         print(f"LISTENING {self.base_url}", flush=True)
-        async with self._server:
-            await self._server.serve_forever()
+        try:
+            await self._loop.create_future()  # until cancelled
+        finally:
+            await self._unbind()
 
     # ---- HTTP -----------------------------------------------------------------------------------
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                body = await reader.readexactly(int(headers.get("content-length", 0)))
-                if not await self._dispatch(method, path.split("?")[0], headers, body, reader, writer):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    @staticmethod
-    def _send(writer: asyncio.StreamWriter, status: int, payload: Any, extra: dict | None = None) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
-                f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in (extra or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-
-    async def _dispatch(self, method: str, path: str, headers: dict, body: bytes,
-                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        if method == "GET" and path.endswith("/models"):
-            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-                self._send(writer, 401, {"error": {"message": "invalid api key"}})
+    def _respond(self, conn: _Connection, request: _Request) -> None:
+        """Answer ``request`` now, or schedule its answer (chat completions hold a slot first)."""
+        if request.method == "GET" and request.path.endswith("/models"):
+            if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+                conn.send(401, {"error": {"message": "invalid api key"}})
             else:
-                self._send(writer, 200, {"object": "list",
-                                         "data": [{"id": m, "object": "model", "owned_by": "fault"}
-                                                  for m in self.models]})
-        elif method == "GET" and path in ("/stats", "/v1/stats"):
-            self._send(writer, 200, self.stats())
-        elif method == "POST" and path in ("/reset", "/v1/reset"):
+                conn.send(200, {"object": "list",
+                                "data": [{"id": m, "object": "model", "owned_by": "fault"} for m in self.models]})
+        elif request.method == "GET" and request.path in ("/stats", "/v1/stats"):
+            conn.send(200, self.stats())
+        elif request.method == "POST" and request.path in ("/reset", "/v1/reset"):
             self.reset()
-            self._send(writer, 200, {"ok": True})
-        elif method == "POST" and path.endswith("/chat/completions"):
-            return await self._chat(headers, body, reader, writer)
+            conn.send(200, {"ok": True})
+        elif request.method == "POST" and request.path.endswith("/chat/completions"):
+            self._chat(conn, request)
         else:
-            self._send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
-        await writer.drain()
-        return True
+            conn.send(404, {"error": {"message": f"no route {request.method} {request.path}"}})
 
     def _pick_fault(self, body: bytes) -> str | None:
         """Deterministic in (seed, request body, how often this body was seen)."""
@@ -246,12 +242,15 @@ class FaultServer:
             return None
         return rng.choices(self._kinds, self._weights)[0]
 
-    async def _chat(self, headers: dict, body: bytes, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> bool:
-        arrived = asyncio.get_running_loop().time()  # the request is in: the time it takes us to parse it is ours
-        request = json.loads(body)
+    def _chat(self, conn: _Connection, request: _Request) -> None:
+        headers = request.headers
+        try:
+            payload = json.loads(request.body)
+        except ValueError:
+            conn.send(400, {"error": {"message": "body: not JSON", "type": "invalid_request_error"}})
+            return
         rid = headers.get("x-client-request-id", "")
-        fmt = (request.get("response_format") or {"type": "text"}).get("type", "text")
+        fmt = (payload.get("response_format") or {"type": "text"}).get("type", "text")
         with self._lock:
             self._requests += 1
             self._by_request_id[rid] += 1
@@ -259,45 +258,39 @@ class FaultServer:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             with self._lock:
                 self._auth_failures += 1
-            self._send(writer, 401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
-            await writer.drain()
-            return True
+            conn.send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
+            return
         if fmt not in self.formats:
             with self._lock:
                 self._format_rejections[fmt] += 1
-            self._send(writer, 400, {"error": {"message": f"response_format type '{fmt}' is not supported",
-                                               "type": "invalid_request_error"}})
-            await writer.drain()
-            return True
-        fault = self._pick_fault(body)
+            conn.send(400, {"error": {"message": f"response_format type '{fmt}' is not supported",
+                                      "type": "invalid_request_error"}})
+            return
+        fault = self._pick_fault(request.body)
         if fault is not None:
             with self._lock:
                 self._by_kind[fault] += 1
         if fault == "timeout":
-            try:  # hold the request until the client gives up (EOF) or the hold ends
-                await asyncio.wait_for(reader.read(1), self.timeout_hold)
-            except TimeoutError:
-                pass
-            return False
-        if fault == "disconnect":
-            return False
-        delay = self._take_slot(arrived) - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+            conn.hold(self.timeout_hold)  # until the client gives up (EOF) or the hold ends
+        elif fault == "disconnect":
+            conn.close()
+        else:
+            self._loop.call_at(self._take_slot(request.arrived), self._finish_chat, conn, payload, fault)
+
+    def _finish_chat(self, conn: _Connection, payload: dict, fault: str | None) -> None:
         if fault in ("rate_limit", "server_error", "unavailable"):
             status = {"rate_limit": 429, "server_error": 500, "unavailable": 503}[fault]
             extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
-            self._send(writer, status, {"error": {"message": f"injected {fault}", "type": fault}}, extra)
+            conn.send(status, {"error": {"message": f"injected {fault}", "type": fault}}, extra)
         else:
-            self._send(writer, 200, self._completion(request, *self._answer(request, fault)))
-        await writer.drain()
-        return True
+            conn.send(200, self._completion(payload, *self._answer(payload, fault)))
 
     def _take_slot(self, arrived: float) -> float:
         """When this request's answer is due: it holds the slot that frees first for exactly ``latency``.
 
-        Slot time is exact: a request starts the instant it has arrived and a slot is free, not when this
-        loop gets round to it, so the server's own delays never count against a client it is measuring.
+        Slot time is exact: a request starts the instant its first byte reached this loop and a slot is
+        free, not when the loop has parsed it behind other requests, so the server's own delays never count
+        against a client it is measuring.
         """
         start = max(arrived, heapq.heappop(self._free_at))
         heapq.heappush(self._free_at, start + self.latency)
@@ -338,6 +331,148 @@ class FaultServer:
                              "finish_reason": finish}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4 + 1,
                           "total_tokens": prompt_tokens + len(content) // 4 + 1}}
+
+
+class _Request(NamedTuple):
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    arrived: float  # loop time when its first byte was read
+
+
+class _Connection:
+    """One HTTP/1.1 client connection on a non-blocking socket: requests are parsed as their bytes arrive and
+    answered in order.
+
+    Each request is stamped with the time the kernel received its first bytes (``SO_TIMESTAMPNS`` on
+    Linux), not the time this process got round to reading them: on a machine it shares with the client,
+    the server is often waiting for a core while requests arrive, and that wait is not the client's.
+    """
+
+    def __init__(self, server: FaultServer, sock: socket.socket):
+        self.server, self.sock, self.loop = server, sock, server._loop
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.stamped = False
+        if SO_TIMESTAMPNS is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self.stamped = True
+            except OSError:
+                pass
+        self.buffer = bytearray()
+        self.started = 0.0  # when the first bytes of the request in ``buffer`` were received
+        self.waiting: deque[_Request] = deque()  # parsed, behind the one being answered
+        self.busy = self.closed = False
+        self.unsent = bytearray()
+        self.held: asyncio.TimerHandle | None = None
+        server._connections.add(self)
+        self.loop.add_reader(sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(RECV_BYTES, STAMP_SPACE if self.stamped else 0)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data or self.held is not None:  # the client hung up, or gave up on a held request
+            self.close()
+            return
+        now = self.loop.time()
+        received = now
+        for level, kind, stamp in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(stamp) == 16:
+                seconds, nanoseconds = struct.unpack("qq", stamp)  # wall clock: moved onto the loop's clock
+                received = min(now, seconds + nanoseconds * 1e-9 - (time.time() - now))
+        self.data_received(data, received)
+
+    def data_received(self, data: bytes, received: float) -> None:
+        if not self.buffer:
+            self.started = received
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            lines = self.buffer[:end].decode("latin-1").split("\r\n")
+            try:
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", 0))
+            except ValueError:
+                self.close()
+                return
+            if len(self.buffer) < end + 4 + length:
+                break
+            body = bytes(self.buffer[end + 4:end + 4 + length])
+            del self.buffer[:end + 4 + length]
+            self.waiting.append(_Request(method, target.split("?")[0], headers, body, self.started))
+            self.started = received
+        if len(self.buffer) > MAX_HEAD and self.buffer.find(b"\r\n\r\n") < 0:
+            self.close()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if not self.busy and self.waiting and not self.closed:
+            self.busy = True
+            self.server._respond(self, self.waiting.popleft())
+
+    def send(self, status: int, payload: Any, extra: dict | None = None) -> None:
+        """Write the answer to the request being answered, then take up the next."""
+        if self.closed:
+            return
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
+                f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in (extra or {}).items()]
+        self._write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        self.busy = False
+        self._next()
+
+    def _write(self, data: bytes) -> None:
+        if not self.unsent:
+            try:
+                data = data[self.sock.send(data):]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.close()
+                return
+            if not data:
+                return
+            self.loop.add_writer(self.sock.fileno(), self._flush)
+        self.unsent += data
+
+    def _flush(self) -> None:
+        try:
+            del self.unsent[:self.sock.send(self.unsent)]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not self.unsent:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def hold(self, seconds: float) -> None:
+        """Answer nothing; close when the client sends more, hangs up, or ``seconds`` pass."""
+        self.held = self.loop.call_later(seconds, self.close)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.server._connections.discard(self)
+        if self.held is not None:
+            self.held.cancel()
+        self.loop.remove_reader(self.sock.fileno())
+        if self.unsent:
+            self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
 
 
 def _load_script(spec: str) -> Script:

@@ -278,33 +278,44 @@ class ShardPool:
         if progress is not None:
             progress(0, total)
         source = chunks(requests, small=2 * self.n)
-        fed = {"sent": 0, "exhausted": False, "failure": None}
+        fed = {"sent": 0, "exhausted": False, "ended": False, "failure": None}
+
+        def take() -> list[LLMRequest] | None:
+            """The next chunk; None once the requests are used up or their generator failed."""
+            if not fed["exhausted"]:
+                try:
+                    if (chunk := next(source, None)) is not None:
+                        return chunk
+                except Exception as err:  # noqa: BLE001 - e.g. the caller's generator failed: end the batch
+                    fed["failure"] = err
+                fed["exhausted"] = True
+            return None
+
+        def give(conn, chunk: list[LLMRequest] | None) -> None:
+            """``chunk`` to ``conn``; once there is none, ("end",) to every worker."""
+            if chunk is not None:
+                try:
+                    conn.send(("requests", fed["sent"], chunk))
+                except (pickle.PicklingError, AttributeError, TypeError) as err:
+                    raise TypeError(f"requests: an answer schema cannot be sent to a worker process ({err}); "
+                                    "define schemas at module level, or set LLM_PROCESSES=1") from None
+                fed["sent"] += len(chunk)
+            elif not fed["ended"]:
+                fed["ended"] = True
+                for other in conns:
+                    other.send(("end",))
 
         def feed(conn) -> None:
-            """The next chunk to ``conn``; once there is none, ("end",) to every worker."""
-            if fed["exhausted"]:
-                return
-            try:
-                chunk = next(source, None)
-                if chunk is not None:
-                    try:
-                        conn.send(("requests", fed["sent"], chunk))
-                    except (pickle.PicklingError, AttributeError, TypeError) as err:
-                        raise TypeError(f"requests: an answer schema cannot be sent to a worker process ({err}); "
-                                        "define schemas at module level, or set LLM_PROCESSES=1") from None
-                    fed["sent"] += len(chunk)
-                    return
-            except Exception as err:  # noqa: BLE001 - e.g. the caller's generator failed: end the batch everywhere
-                fed["failure"] = err
-            fed["exhausted"] = True
-            for other in conns:
-                other.send(("end",))
+            give(conn, take())
 
         results: dict[int, LLMResult] = {}
         pending, error = set(conns), None
         try:
-            for conn in conns + conns:  # two half chunks each, so every worker starts at once and stays busy
-                feed(conn)
+            for _ in range(2):  # two half chunks each, so every worker starts at once and stays busy
+                # a round is built before any of it is sent: a worker that has started sending takes a core
+                # from this process, and the others would start later
+                for conn, chunk in [(conn, take()) for conn in conns]:
+                    give(conn, chunk)
             error = self._collect(pending, feed, results, accounting, total, progress)
         except BaseException:  # e.g. Ctrl-C mid-batch: the workers are out of step with us, so end them
             self._kill()

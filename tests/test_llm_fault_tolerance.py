@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import pytest
@@ -185,3 +186,21 @@ def test_the_test_server_answers_slots_at_a_time_each_for_exactly_its_latency(re
         assert all(r.ok for r in client.run_batch(work_requests(requests)))
         elapsed = time.perf_counter() - start
     assert waves * 0.25 <= elapsed < waves * 0.25 + 0.2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive times are read on Linux")
+def test_the_test_server_times_a_request_from_when_it_arrived_not_from_when_it_was_read():
+    """A request that arrives while the server is busy is still due ``latency`` after it arrived."""
+    import threading
+    import time
+
+    with FaultServer(latency=0.3, slots=1) as srv, LLMClient(LLMConfig(
+            base_urls=(srv.base_url,), model="fault-model", concurrency=1, store_mode="off")) as client:
+        assert client.run_batch(work_requests(1))[0].ok  # connected: the next request only has to be sent
+        blocked = threading.Event()
+        srv._loop.call_soon_threadsafe(lambda: (blocked.set(), time.sleep(0.25)))  # the server is busy 0.25 s
+        blocked.wait(5)
+        start = time.perf_counter()
+        assert client.run_batch(work_requests(1, run="again"))[0].ok
+        elapsed = time.perf_counter() - start
+    assert 0.3 <= elapsed < 0.45  # read when the server got round to it, it would be due at 0.55 s
