@@ -23,6 +23,8 @@ import heapq
 import importlib
 import json
 import random
+import select
+import selectors
 import socket
 import struct
 import sys
@@ -40,6 +42,7 @@ FORMATS = ("json_schema", "json_object", "text")
 Script = Callable[[list[dict]], "str | dict"]
 MAX_HEAD = 65536  # bytes of request head without its end: the connection is closed
 RECV_BYTES = 262144
+FD_SETSIZE = 1024  # select() takes descriptors below this
 # the kernel's receive time of the bytes read (Linux; elsewhere the time they are read)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
 STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
@@ -150,7 +153,7 @@ class FaultServer:
         ready = threading.Event()
 
         def _run() -> None:
-            self._loop = asyncio.new_event_loop()
+            self._loop = new_event_loop()
             self._loop.run_until_complete(self._bind())
             ready.set()
             self._loop.run_forever()
@@ -475,6 +478,22 @@ class _Connection:
         self.sock.close()
 
 
+class _TimelySelector(selectors.DefaultSelector):
+    """epoll rounds every wait up to a whole millisecond, which would make answers up to a millisecond late;
+    waiting with ``select`` on the epoll descriptor keeps a timeout to the microsecond."""
+
+    def select(self, timeout: float | None = None):
+        if timeout and sys.platform.startswith("linux") and self.fileno() < FD_SETSIZE:
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The server's loop: its timers fire on time."""
+    return asyncio.SelectorEventLoop(_TimelySelector())
+
+
 def _load_script(spec: str) -> Script:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -497,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
                       formats=tuple(ns.formats.split(",")),
                       script=_load_script(ns.script) if ns.script else None)
     try:
-        asyncio.run(srv.serve_forever())
+        asyncio.run(srv.serve_forever(), loop_factory=new_event_loop)
     except KeyboardInterrupt:
         pass
 

@@ -204,3 +204,25 @@ def test_the_test_server_times_a_request_from_when_it_arrived_not_from_when_it_w
         assert client.run_batch(work_requests(1, run="again"))[0].ok
         elapsed = time.perf_counter() - start
     assert 0.3 <= elapsed < 0.45  # read when the server got round to it, it would be due at 0.55 s
+
+
+def test_the_test_server_loop_keeps_its_timers_to_well_under_a_millisecond():
+    """An answer due in 2.05 ms is not held to 3 ms (epoll alone waits whole milliseconds)."""
+    import asyncio
+    import statistics
+
+    from llm.fault_server import new_event_loop
+
+    async def lateness() -> float:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + 0.00205
+        fired = loop.create_future()
+        loop.call_at(due, lambda: fired.set_result(loop.time()))
+        return await fired - due
+
+    loop = new_event_loop()
+    try:
+        late = [loop.run_until_complete(lateness()) for _ in range(30)]
+    finally:
+        loop.close()
+    assert statistics.median(late) < 0.0006
