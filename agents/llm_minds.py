@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from agents.prompts import (PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer, WorkerMemory,
-                            best_memories, pay_table, sized, worker_block, worker_messages)
+from agents.prompts import (PAY_HOURS, PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer,
+                            WorkerMemory, best_memories, pay_table, sized, worker_block, worker_messages)
 from llm import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
@@ -85,7 +85,9 @@ class LLMWorkerMind:
         skills = model.workforce.skill[deciders]
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
-        rates, take_home = (table.tolist() for table in pay_table(schedule, skills, rebate))
+        # flat Python lists, sliced per worker: one conversion of each table instead of one list per row
+        rates, take_home = (table.ravel().tolist() for table in pay_table(schedule, skills, rebate))
+        levels = len(PAY_HOURS)
         skills = skills.tolist()
         requests: list[LLMRequest] = []
 
@@ -95,7 +97,8 @@ class LLMWorkerMind:
                     worker=row, skill=skills[i], history=self.history(row), best=self.best(row),
                     history_length=self.history_length, exploit=exploit, mode=self.mode,
                     persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
-                    schedule_text=schedule_text, pay=(rates[i], take_home[i]))
+                    schedule_text=schedule_text,
+                    pay=(rates[i * levels:(i + 1) * levels], take_home[i * levels:(i + 1) * levels]))
                 requests.append(LLMRequest(key=(self.run_id, model.period, "work", row), messages=messages,
                                            schema=schema, max_tokens=WORK_MAX_TOKENS))
                 yield requests[-1]
@@ -106,13 +109,12 @@ class LLMWorkerMind:
             self.last_exchange = {}
 
         results = self.client.run_batch(RequestStream(len(deciders), build()))
-        chosen = current.copy()
         field = "LABOR" if self.mode == "paper" else "hours"
-        for i, result in enumerate(results):
-            if result.ok:
-                chosen[i] = getattr(result.value, field)
-            else:
-                self.failures += 1
+        answers = np.array([np.nan if r.failure is not None else getattr(r.value, field) for r in results],
+                           dtype=float)
+        failed = np.isnan(answers)
+        self.failures += int(failed.sum())
+        chosen = np.where(failed, current, answers)  # no usable answer (failed, or NaN) keeps the last hours
         np.clip(chosen, 0.0, self.cap, out=chosen)
         self.last_exchange = Exchanges(deciders, requests, results)
         if self.archetypes is None:
