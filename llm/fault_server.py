@@ -247,28 +247,18 @@ class FaultServer:
 
     def _chat(self, conn: _Connection, request: _Request) -> None:
         headers = request.headers
-        try:
-            payload = json.loads(request.body)
-        except ValueError:
-            conn.send(400, {"error": {"message": "body: not JSON", "type": "invalid_request_error"}})
-            return
-        rid = headers.get("x-client-request-id", "")
-        fmt = (payload.get("response_format") or {"type": "text"}).get("type", "text")
         with self._lock:
             self._requests += 1
-            self._by_request_id[rid] += 1
-            self._formats_seen[fmt] += 1
+            self._by_request_id[headers.get("x-client-request-id", "")] += 1
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             with self._lock:
                 self._auth_failures += 1
             conn.send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
             return
-        if fmt not in self.formats:
-            with self._lock:
-                self._format_rejections[fmt] += 1
-            conn.send(400, {"error": {"message": f"response_format type '{fmt}' is not supported",
-                                      "type": "invalid_request_error"}})
-            return
+        payload = None
+        if self.formats != FORMATS:  # an unsupported format is refused at once, as a real server would
+            if (payload := self._payload(conn, request.body)) is None:
+                return
         fault = self._pick_fault(request.body)
         if fault is not None:
             with self._lock:
@@ -277,10 +267,31 @@ class FaultServer:
             conn.hold(self.timeout_hold)  # until the client gives up (EOF) or the hold ends
         elif fault == "disconnect":
             conn.close()
-        else:
-            self._loop.call_at(self._take_slot(request.arrived), self._finish_chat, conn, payload, fault)
+        else:  # the body is read when the answer is due: on arrival, the server only takes a slot
+            self._loop.call_at(self._take_slot(request.arrived), self._finish_chat, conn, request.body, payload,
+                               fault)
 
-    def _finish_chat(self, conn: _Connection, payload: dict, fault: str | None) -> None:
+    def _payload(self, conn: _Connection, body: bytes) -> dict | None:
+        """The request's JSON, counted by format; None once ``conn`` has been answered with an error."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            conn.send(400, {"error": {"message": "body: not JSON", "type": "invalid_request_error"}})
+            return None
+        fmt = (payload.get("response_format") or {"type": "text"}).get("type", "text")
+        with self._lock:
+            self._formats_seen[fmt] += 1
+        if fmt not in self.formats:
+            with self._lock:
+                self._format_rejections[fmt] += 1
+            conn.send(400, {"error": {"message": f"response_format type '{fmt}' is not supported",
+                                      "type": "invalid_request_error"}})
+            return None
+        return payload
+
+    def _finish_chat(self, conn: _Connection, body: bytes, payload: dict | None, fault: str | None) -> None:
+        if payload is None and (payload := self._payload(conn, body)) is None:
+            return
         if fault in ("rate_limit", "server_error", "unavailable"):
             status = {"rate_limit": 429, "server_error": 500, "unavailable": 503}[fault]
             extra = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}

@@ -121,28 +121,33 @@ class _Outbox:
 
     def __init__(self, conn):
         self.conn, self.queue = conn, queue.SimpleQueue()
+        self.lock, self.unsent = threading.Lock(), 0  # messages queued or not yet fully sent
         self.thread = threading.Thread(target=self._run, name="llm-shard-outbox", daemon=True)
         self.thread.start()
 
     def send(self, message) -> None:
+        with self.lock:
+            self.unsent += 1
         self.queue.put(message)
 
     def send_last(self, message) -> None:
-        """Send ``message`` from the calling thread once everything queued before it is out (it is the last)."""
-        sent = threading.Event()
-        self.queue.put(sent)
-        sent.wait()
-        self.conn.send(message)
+        """Send ``message`` after everything queued before it; from this thread when nothing is (the usual
+        case at the end of a batch: the last answers get back without waking the sending thread)."""
+        with self.lock:
+            if not self.unsent:
+                self.conn.send(message)
+                return
+        self.send(message)
 
     def _run(self) -> None:
         while (message := self.queue.get()) is not None:
-            if isinstance(message, threading.Event):
-                message.set()
-                continue
             try:
-                self.conn.send(message)
+                self.conn.send(message)  # not under the lock: a full pipe must not hold up ``send``
             except OSError:  # the caller is gone
                 return
+            finally:
+                with self.lock:
+                    self.unsent -= 1
 
     def close(self) -> None:
         self.queue.put(None)
