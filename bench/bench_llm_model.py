@@ -3,7 +3,9 @@
 1. Per-worker minds: one full step (plan, work, settle) with 1,000 LLM workers and an LLM planner, against
    a server with 50 ms latency and 64 slots. The ideal is requests / slots x latency; goal <= 1.05 x ideal
    (the median step). The client keeps twice as many requests in flight as the server has slots, so the
-   server's queue never runs dry while answers travel back and the next requests go out.
+   server's queue never runs dry while answers travel back and the next requests go out. The server holds
+   each request's slot from the kernel's receive time of its bytes, not from when its own loop, sharing the
+   cores with the client, got round to reading them, and answers to the microsecond.
 2. Archetypes: 1,000,000 workers in K = 100 archetypes; the step's time beyond the LLM batch (prompts for
    the archetypes, broadcasting, settling, observing); goal <= 2 s.
 
