@@ -352,7 +352,7 @@ class _Request(NamedTuple):
     path: str
     headers: dict[str, str]
     body: bytes
-    arrived: float  # loop time when its first byte was read
+    arrived: float  # on the loop's clock: when its first bytes reached this host (or were read, elsewhere)
 
 
 class _Connection:
@@ -369,7 +369,7 @@ class _Connection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.stamped = False
-        if SO_TIMESTAMPNS is not None:
+        if SO_TIMESTAMPNS is not None and STAMP_SPACE:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 self.stamped = True
@@ -386,7 +386,10 @@ class _Connection:
 
     def _read(self) -> None:
         try:
-            data, ancillary, _, _ = self.sock.recvmsg(RECV_BYTES, STAMP_SPACE if self.stamped else 0)
+            if self.stamped:
+                data, ancillary, _, _ = self.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
+            else:  # no receive times here (nor, on Windows, recvmsg)
+                data, ancillary = self.sock.recv(RECV_BYTES), []
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
