@@ -153,12 +153,12 @@ class FaultServer:
         ready = threading.Event()
 
         def _run() -> None:
-            self._loop = new_event_loop()
-            self._loop.run_until_complete(self._bind())
+            loop = new_event_loop()
+            loop.run_until_complete(self._bind())  # sets self._loop
             ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._unbind())
-            self._loop.close()
+            loop.run_forever()
+            loop.run_until_complete(self._unbind())
+            loop.close()
 
         self._thread = threading.Thread(target=_run, name="fault-server", daemon=True)
         self._thread.start()
@@ -190,9 +190,7 @@ class FaultServer:
         while True:
             try:
                 sock, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. out of file descriptors: the client sees its connection refused
+            except OSError:  # none waiting, or e.g. out of file descriptors (the client is refused)
                 return
             _Connection(self, sock)
 

@@ -9,7 +9,6 @@ collects data.
 from __future__ import annotations
 
 import functools
-
 from pathlib import Path
 
 import mesa
@@ -21,8 +20,8 @@ from agents.prompts import PROMPT_MODES
 from agents.voting import LeaderRule, RationalElection
 from agents.worker import WORKER_MINDS, RationalMind, Workforce, WorkerAgent
 from calibration.population import DEFAULT_SOURCE, sample_population
-from model.economy import (HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility, equilibrium,
-                           representative_skills, settle)
+from model.economy import (HOURS_CAP, LinearPreferences, calibrate_disutility, equilibrium, representative_skills,
+                           settle)
 from model.network import NETWORKS, build_network
 from model.taxes import bracket_set
 from model.welfare import DEFAULT_OBJECTIVE, atkinson, gini, inverse_skill_weights, paper_swf, rawlsian, utilitarian
