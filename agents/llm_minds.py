@@ -1,6 +1,6 @@
 """LLM minds: workers that choose hours, and a planner that chooses rates, by prompting a model.
 
-Every stage is one batch through the LLM layer (``llm.LLMClient.run_batch``), each request
+Every stage is one batch through the LLM layer (``llm_runtime.LLMClient.run_batch``), each request
 keyed ``(run_id, period, stage, decider)`` so a run can be replayed or resumed from the
 response store. A failed answer never stops a run: a worker keeps its last hours and the
 planner keeps its rates, and both count the failure.
@@ -11,11 +11,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-import numpy as np
+from pathlib import Path
+from typing import Annotated
 
+import numpy as np
+from pydantic import Field
+
+from agents.archetypes import Archetypes
+from agents.llm_voting import LLMElection, LLMLeaderRule
+from agents.planner import PLANNERS, PlannerRule
+from agents.worker import WORKER_MINDS, WorkerMind
 from agents.prompts import (PAY_HOURS, PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer,
                             WorkerMemory, best_memories, pay_table, sized, worker_block, worker_messages)
-from llm import LLMRequest, RequestStream
+from llm_runtime import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
 # Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
@@ -43,21 +51,35 @@ class Exchanges(Mapping):
         return len(self._position)
 
 
-class LLMWorkerMind:
+def llm_client(params):
+    """The LLM client the parameters describe (``backend``, ``base_url``, ``llm_model``, store, concurrency)."""
+    from llm_runtime import LLMClient, LLMConfig
+
+    if params.llm_store:
+        Path(params.llm_store).parent.mkdir(parents=True, exist_ok=True)
+    return LLMClient(LLMConfig.from_env(backend=params.backend, base_urls=params.base_url, model=params.llm_model,
+                                        store_path=params.llm_store, store_mode=params.llm_store_mode,
+                                        concurrency=params.llm_concurrency))
+
+
+@WORKER_MINDS.register("llm")
+class LLMWorkerMind(WorkerMind):
     """Hours from an LLM prompted with each worker's own history (in-context learning of its utility).
 
-    With ``archetypes`` (see :mod:`agents.archetypes`), one request per archetype, written
+    With ``archetypes=K`` (see :mod:`agents.archetypes`), one request per archetype, written
     for its most typical member, decides the hours of every member.
     """
 
-    name = "llm"
+    needs_llm = True
+    reflects = True
 
-    def __init__(self, preferences, *, cap: float, grid: float | None, client, mode: str = "improved",
-                 history_length: int | None = None, run_id: str = "run", archetypes=None):
-        self.preferences, self.cap, self.grid = preferences, cap, grid
-        self.client, self.mode, self.run_id = client, mode, run_id
-        self.history_length = HISTORY_LENGTH[mode] if history_length is None else history_length
-        self.archetypes = archetypes
+    def __init__(self, model):
+        super().__init__(model)
+        params = model.params
+        self.client, self.mode, self.run_id = model.llm, params.prompt_mode, params.run_id
+        self.history_length = HISTORY_LENGTH[self.mode] if params.history_length is None else params.history_length
+        self.archetypes = Archetypes.fit(model.workforce.skill, model.workforce.attributes, params.archetypes,
+                                         model.rng) if params.archetypes else None
         self._memory: dict[int, list[WorkerMemory]] = {}
         self._unread: list[tuple] = []  # observed steps not yet unpacked into every decider's history
         self._read: dict[int, int] = {}  # how many of them each decider's history holds
@@ -166,6 +188,10 @@ class LLMWorkerMind:
             self._read.clear()
         return self._memory
 
+    def electorate(self, model):
+        binding = model.params.binding_platforms
+        return LLMElection(binding=binding), LLMLeaderRule(binding=binding)
+
     def reflect(self, model) -> None:
         """Bounded scenario: each persona judges the step; NO halves its remembered utility.
 
@@ -197,7 +223,8 @@ class LLMWorkerMind:
         model.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
 
 
-class LLMPlannerRule:
+@PLANNERS.register("llm")
+class LLMPlannerRule(PlannerRule):
     """In-context RL planner: one request per tax year with the per-year record so far.
 
     ``paper`` mode asks for DELTA per bracket, clipped to [-20, 20] points and rounded to
@@ -206,14 +233,18 @@ class LLMPlannerRule:
     last ``max_years`` years so it does not grow with the run or the population.
     """
 
-    def __init__(self, client, mode: str = "improved", run_id: str = "run", max_years: int = 20):
-        self.client, self.mode, self.run_id, self.max_years = client, mode, run_id, max_years
+    needs_llm = True
+
+    def __init__(self, max_years: Annotated[int, Field(ge=1, le=1000)] = 20):
+        self.max_years = max_years
         self.years: list[dict] = []
         self.failures = 0
         self.last_exchange: tuple[list[dict], str | None] | None = None
 
     def initial_rates(self, model):
-        return np.full(model.schedule.n_brackets, 0.5) if self.mode == "paper" else None
+        self.client, self.mode, self.run_id = model.llm, model.params.prompt_mode, model.params.run_id
+        starts_at_half = self.mode == "paper" and model.params.initial_rates is None  # the reference's start
+        return np.full(model.schedule.n_brackets, 0.5) if starts_at_half else None
 
     def record_year(self, model) -> None:
         self.years.append({"year": model.tax_year - 1, "rates": tuple(map(float, model.schedule.rates)),
@@ -223,13 +254,24 @@ class LLMPlannerRule:
     def messages(self, model) -> list[dict]:
         n = model.schedule.n_brackets
         brackets = model.schedule.describe()
+        first = self.years[0]["objective"]
+        # Near the optimum a one-point move changes the objective in its 6th or 7th significant digit, so the
+        # improved prompt shows 10 significant digits and the change since the first year to the same decimals.
+        decimals = int(np.clip(9 - np.floor(np.log10(abs(first))), 0, 15)) if np.isfinite(first) and first else 10
+
+        def objective(year: dict) -> str:
+            if self.mode == "paper":
+                return f"{year['objective']:.6g}"
+            return (f"{year['objective']:.{decimals}f} (change since year {self.years[0]['year']}: "
+                    f"{year['objective'] - first:+.{decimals}f})")
+
         table = "\n".join(
             f"year {y['year']}: rates % {' '.join(f'{100 * r:.0f}' for r in y['rates'])} | objective "
-            f"{y['objective']:.6g} | mean hours {y['mean_hours']:.1f} | Gini {y['gini']:.3f}"
+            f"{objective(y)} | mean hours {y['mean_hours']:.1f} | Gini {y['gini']:.3f}"
             for y in self.years[-self.max_years:])
         best = max(self.years, key=lambda y: y["objective"])
         best_line = (f"Best so far: year {best['year']}, rates % {' '.join(f'{100 * r:.0f}' for r in best['rates'])}, "
-                     f"objective {best['objective']:.6g}.")
+                     f"objective {objective(best)}.")
         final = model.period + model.tax_year_length >= model.max_steps
         cue = "Choose the best rates you have seen." if final else "Try rates that may do better."
         if self.mode == "paper":

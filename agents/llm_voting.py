@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.prompts import REASON_LENGTH, PaperDelta, PlannerAnswer, percent, sized, worker_block
 from agents.voting import ElectionResult, LeaderRule, plurality_winner
-from llm import LLMRequest
+from llm_runtime import LLMRequest
 
 
 class Candidacy(BaseModel):

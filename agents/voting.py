@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.economy import equilibrium
-from model.network import neighbour_share
+from public_finance.economy import equilibrium
+from agents.network import neighbour_share
 
 PLATFORM_SHIFTS = (-0.2, -0.1, 0.0, 0.1, 0.2)
 

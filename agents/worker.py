@@ -14,7 +14,8 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from model.economy import HOURS_CAP, Preferences, best_response
+from public_finance.economy import best_response
+from registry import Registry
 
 WORKER_COLUMNS = ("hours", "income", "tax", "consumption", "utility")
 
@@ -41,7 +42,19 @@ class Workforce:
 
 
 class WorkerAgent(mesa.Agent):
-    """A worker who chooses weekly hours; its state is row ``index`` of the model's workforce."""
+    """A worker who chooses weekly hours; its state is row ``index`` of the model's workforce.
+
+    Registered as a worker mind (``@WORKER_MINDS.register(name)``), a subclass decides per agent: the work
+    stage calls each worker's :meth:`work` through ``model.workers.shuffle_do("work")``. This class's own
+    rule is the rational best response, one worker at a time (``worker_mind="rational_agent"``).
+    """
+
+    needs_llm = False
+    reflects = False
+
+    @classmethod
+    def check(cls, params) -> None:
+        """Reject parameters this worker class cannot run with (raise :class:`registry.ParameterError`)."""
 
     def __init__(self, model, index: int):
         super().__init__(model)
@@ -79,24 +92,73 @@ class WorkerAgent(mesa.Agent):
     def persona(self) -> str | None:
         return self.attribute("persona")
 
+    def work(self) -> None:
+        """Choose this step's hours: the best response to the schedule and the expected rebate."""
+        model = self.model
+        self.hours = float(best_response(np.array([self.skill]), model.schedule, model.expected_rebate,
+                                         model.preferences, cap=model.hours_cap, grid=model.hours_grid)[0])
 
-class RationalMind:
-    """Exact utility-maximising hours for all workers at once, taking the expected rebate as given."""
+    def observe(self) -> None:
+        """Called after each step's settle stage; nothing to remember for a rational worker."""
 
-    name = "rational"
 
-    def __init__(self, preferences: Preferences, *, cap: float = HOURS_CAP, grid: float | None = None):
-        self.preferences, self.cap, self.grid = preferences, cap, grid
+class WorkerMind:
+    """A batched decision rule: every worker's hours from one call (vectorised numpy or one LLM batch).
+
+    Subclass it and register it in :data:`WORKER_MINDS` for a rule that decides for all workers at once.
+    For a rule written per worker, the Mesa way, subclass :class:`WorkerAgent` instead.
+    """
+
+    needs_llm = False  # reads ``model.llm``
+    reflects = False  # can judge each step (the bounded scenario)
+
+    def __init__(self, model):
+        self.preferences, self.cap, self.grid = model.preferences, model.hours_cap, model.hours_grid
+
+    @classmethod
+    def check(cls, params) -> None:
+        """Reject parameters this mind cannot run with (raise :class:`registry.ParameterError`)."""
 
     def initial_hours(self, model) -> np.ndarray:
         return self.decide(model)
 
+    def decide(self, model) -> np.ndarray:
+        raise NotImplementedError
+
     def observe(self, model) -> None:
-        """Rational workers keep no history."""
+        """Called after each step's settle stage (rational workers keep no history)."""
+
+    def electorate(self, model):
+        """The election and leader rule of the democratic scenario for workers with this mind."""
+        from agents.voting import LeaderRule, RationalElection
+
+        params = model.params
+        return (RationalElection(candidates=params.candidates, conformity=params.conformity),
+                LeaderRule(binding=params.binding_platforms))
+
+
+WORKER_MINDS: Registry[type] = Registry("worker mind")
+"""Worker minds: :class:`WorkerMind` subclasses (batched) or :class:`WorkerAgent` subclasses (per agent)."""
+
+
+@WORKER_MINDS.register("rational")
+class RationalMind(WorkerMind):
+    """Exact utility-maximising hours for all workers at once, taking the expected rebate as given."""
 
     def decide(self, model) -> np.ndarray:
         return best_response(model.workforce.skill, model.schedule, model.expected_rebate, self.preferences,
                              cap=self.cap, grid=self.grid)
 
 
-WORKER_MINDS = ("rational", "llm")
+class AgentStepMind(WorkerMind):
+    """Runs each worker's own :meth:`WorkerAgent.work` in random order, as any Mesa model would."""
+
+    def decide(self, model) -> np.ndarray:
+        model.workers.shuffle_do("work")
+        return model.workforce.hours
+
+    def observe(self, model) -> None:
+        model.workers.do("observe")
+
+
+WORKER_MINDS.register("rational_agent", WorkerAgent)

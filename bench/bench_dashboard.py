@@ -22,17 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ipyvuetify as v  # noqa: E402
-import solara  # noqa: E402
-from mesa.visualization import SolaraViz  # noqa: E402
-from mesa.visualization.utils import force_update  # noqa: E402
+import ipyvuetify as v
+import solara
+from mesa.visualization import SolaraViz
+from mesa.visualization.utils import force_update
 
-from visualization.app import COMPONENTS, NAME, PAGES  # noqa: E402
-from visualization.parameters import CONTROLS  # noqa: E402
-from visualization.baselines import baseline_objectives  # noqa: E402
-from visualization.parameters import DEFAULTS, DashboardEconomy  # noqa: E402
+from visualization.app import COMPONENTS, NAME, PAGES
+from visualization.parameters import CONTROLS
+from visualization.baselines import baseline_objectives
+from visualization.parameters import DEFAULTS, DashboardEconomy
 
 GOAL_MS = 300.0
 

@@ -1,6 +1,6 @@
 """LLMClient.run_batch under faults: throughput, recovered share, faults and failures by kind.
 
-Runs against the fault server (a separate process) with a fault rate of every kind.
+Runs against the test server (``python -m tests.llm_server``, a separate process) with faults of every kind.
 
     .venv/bin/python bench/bench_llm_faults.py [--requests 5000] [--fault-rate 0.3] [--latency 0.02]
 """
@@ -10,15 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from bench_llm_throughput import Answer, messages, start_server
 
-from llm import LLMClient, LLMConfig, LLMRequest
+from llm_runtime import LLMClient, LLMConfig, LLMRequest
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Throughput of LLMClient.run_batch versus a bare asyncio.gather of raw HTTP requests.
 
-Both run against the fault-free fault server (a separate process; 50 ms latency, 64 slots) at the same
-concurrency. Prints requests/s for each, their ratio (goal >= 0.95 with the store on) and the client's
-per-request overhead in microseconds (CPU time of this process, and wall time).
+Both run against the fault-free test server (``python -m tests.llm_server``, a separate process; 50 ms latency,
+64 slots) at the same concurrency. Prints requests/s for each, their ratio (goal >= 0.95 with the store on) and
+the client's per-request overhead in microseconds (CPU time of this process, and wall time).
 
     .venv/bin/python bench/bench_llm_throughput.py [--sizes 1000 10000] [--latency 0.05] [--slots 64]
 """
@@ -21,10 +21,8 @@ import time
 import httpx2
 from pydantic import BaseModel, Field
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from llm import LLMClient, LLMConfig, LLMRequest
-from llm.parsing import response_format
+from llm_runtime import LLMClient, LLMConfig, LLMRequest
+from llm_runtime.parsing import response_format
 
 
 class Answer(BaseModel):
@@ -33,12 +31,22 @@ class Answer(BaseModel):
 
 
 def start_server(latency: float, slots: int, *options: str) -> tuple[subprocess.Popen, str]:
-    """The fault server in its own process (so its CPU is not the client's); ``options``: more of its flags."""
+    """The test server in its own process (so its CPU is not the client's); ``options``: more of its flags."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "llm.fault_server", "--port", "0", "--latency", str(latency),
+    proc = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--port", "0", "--latency", str(latency),
                              "--slots", str(slots), *options], stdout=subprocess.PIPE, text=True, cwd=root)
     line = proc.stdout.readline()
+    if not line.startswith("LISTENING "):
+        proc.kill()
+        raise RuntimeError(f"the test server did not start: {line!r}")
     return proc, line.split()[1]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of another process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def messages(i: int) -> list[dict]:
@@ -75,26 +83,8 @@ def ours(client: LLMClient, n: int, tag: str) -> tuple[float, dict]:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its live children (the client's worker processes), from /proc."""
     t = os.times()
-    total = t.user + t.system
-    tick = os.sysconf("SC_CLK_TCK")
-    for child in _children():
-        try:
-            with open(f"/proc/{child}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except OSError:
-            pass
-    return total
-
-
-def _children() -> list[int]:
-    try:
-        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
-            return [int(pid) for pid in fh.read().split()]
-    except OSError:
-        return []
+    return t.user + t.system
 
 
 def main() -> None:
@@ -104,13 +94,12 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the best of each counts")
-    ap.add_argument("--processes", type=int, default=None, help="client worker processes (default: the client's)")
     ns = ap.parse_args()
     proc, base_url = start_server(ns.latency, ns.slots)
     figures = []
     try:
         with tempfile.TemporaryDirectory() as tmp, LLMClient(LLMConfig(
-                base_urls=(base_url,), model="fault-model", concurrency=ns.concurrency, processes=ns.processes,
+                base_urls=(base_url,), model="fault-model", concurrency=ns.concurrency,
                 store_path=os.path.join(tmp, "store.sqlite"))) as client:
             asyncio.run(bare(base_url, 300, ns.concurrency))  # warm up both sides
             ours(client, 300, "warm")
@@ -132,8 +121,7 @@ def main() -> None:
                        "client_overhead_cpu_us_per_request": round((ours_cpu - bare_cpu) / n * 1e6),
                        "client_overhead_wall_us_per_request": round((ours_s - bare_s) / n * 1e6, 1),
                        "ratios_per_run": [round(b[0] / o[0], 3) for b, o in zip(bare_runs, our_runs)],
-                       "p50_latency_ms": round(acc["latency_s"]["p50"] * 1000, 1),
-                       "client_processes": client._processes}
+                       "p50_latency_ms": round(acc["latency_s"]["p50"] * 1000, 1)}
                 figures.append(row)
                 print(json.dumps(row), flush=True)
     finally:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from calibration import population  # noqa: E402
-from calibration.census import sample_census  # noqa: E402
-from calibration.imputation import imputation_model  # noqa: E402
+from calibration import population
+from calibration.census import sample_census
+from calibration.census_model import census_model
 
 
 def timed(label: str, fn) -> float:
@@ -30,7 +27,7 @@ def timed(label: str, fn) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     rng = np.random.default_rng(0)
-    build = timed("imputation tables (once per process)", imputation_model)
+    build = timed("census tables (once per process)", census_model)
     draw = timed(
         f"census, {n:,} workers with personas", lambda: population.sample_population("census", n, rng)
     )

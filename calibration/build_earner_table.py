@@ -1,4 +1,4 @@
-"""Rebuild ``data/earner_table.csv.gz`` and ``data/earner_wage_quantiles.csv`` from the taxcalc sdist.
+"""Rebuild ``data/earner_table.csv.gz`` (age and household of wage earners) from the taxcalc sdist.
 
 Usage::
 
@@ -12,9 +12,9 @@ Steps (see ``data/SOURCES.md``):
 2. Split each unit into its head and spouse; keep people aged 16+ with wages > 0.
 3. Grow wages to 2024 dollars by the product of taxcalc's ``AWAGE`` growth factors for 2015-2024.
 4. Post-stratify weights so that age-band shares equal CPS 2024 employment (Table 11b).
-5. Write the full population's weighted wage quantiles, then a systematic probability-
-   proportional-to-weight sample (ordered by age band and wage) of ``--size`` earners,
-   each carrying an equal share of the total weight.
+5. Write a systematic probability-proportional-to-weight sample (ordered by age band and
+   wage) of ``--size`` earners, each carrying an equal share of the total weight. The
+   ``census`` source reads age and household from it; wages come from OEWS instead.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from calibration import tables
 DATA_YEAR, TARGET_YEAR = 2014, 2024
 FILING = {1: "single", 2: "joint", 3: "separate", 4: "head_of_household"}
 MARRIED = {1: "single", 2: "married", 3: "married", 4: "single"}
-QUANTILES = (0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99)
 
 
 def _member(archive: tarfile.TarFile, suffix: str) -> pd.DataFrame:
@@ -74,14 +73,6 @@ def post_stratify(people: pd.DataFrame, target_shares: np.ndarray) -> pd.DataFra
     return people
 
 
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs) -> np.ndarray:
-    """Quantiles of a weighted sample (inverse of the weighted empirical CDF, mid-point rule)."""
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return np.interp(probs, cdf, v)
-
-
 def systematic_sample(people: pd.DataFrame, size: int, rng: np.random.Generator) -> pd.DataFrame:
     """Systematic PPS sample of ``size`` rows, ordered by age band then wage."""
     ordered = people.assign(band=tables.age_band_index(people["age"].to_numpy()))
@@ -109,12 +100,6 @@ def main(argv=None) -> None:
     _, cps_ages = tables.cps_age_by_group(args.out)
     people = post_stratify(earners(cps, weights, factor), cps_ages)
     state_codes = tables.states(args.out).set_index("fips")["state"]
-
-    probs = np.array(QUANTILES)
-    full = weighted_quantiles(people["wage"].to_numpy(), people["weight"].to_numpy(), probs)
-    pd.DataFrame({"quantile": probs, "wage": full.round(2)}).to_csv(
-        args.out / tables.EARNER_QUANTILES, index=False
-    )
 
     sample = systematic_sample(people, args.size, np.random.default_rng(args.seed))
     sample["state"] = sample["fips"].map(state_codes)

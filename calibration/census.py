@@ -1,14 +1,14 @@
-"""The ``census`` population source: workers drawn jointly from CPS and BLS data.
+"""The ``census`` population source: employed wage earners with hourly wages from BLS and CPS tables.
 
-Each worker is one draw (by weight) from the earner table, which supplies annual wage,
-age, state, marital and filing status and children. Occupation group and detailed
-occupation are then drawn from P(group | wage band, age band) and P(detailed | group,
-wage band), and sex from P(female | age band, group) (see ``calibration.imputation``).
+Each worker gets, in order (see ``calibration.census_model`` for the tables): a detailed
+occupation (OEWS employment shares), a sex given the occupation, an age band given the
+occupation group and sex, an hourly wage given the occupation and sex, and an age and
+household from an earner-table record in that age band.
 
-Skill follows the reference convention, skill = annual wage / 40: the observed annual
-wage is read as the income of a 40-hour week worked all year (2,080 hours), so skill x 40
-hours reproduces it. Part-time and part-year earners therefore get a low skill (their
-annual wage spread over 2,080 hours), not their hourly rate.
+Skill keeps the model's unit, annual income per weekly hour: ``skill = hourly_wage x 52``,
+what one weekly hour at that rate earns over a full year, so ``skill x 40`` is the income of
+a full-time, full-year worker (``annual_wage``, OEWS's hourly x 2,080). Hours are the model's
+choice; part-time and part-year work lower income through hours, not through the wage.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration import tables
-from calibration.imputation import categorical_rows, imputation_model
+from calibration import tables, wage_model
+from calibration.census_model import categorical_rows, census_model
 from calibration.personas import ATTITUDES, draw_attitude_codes, personas
 
-HOURS_AT_REFERENCE = 40.0
+WEEKS_PER_YEAR = 52.0
+
+
+def _category(codes, categories) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=list(categories))
 
 
 def sample_census(
@@ -33,50 +37,47 @@ def sample_census(
     Text columns are pandas categoricals, except ``persona`` (str). ``with_personas=False``
     skips the text, which is most of the cost of a large draw.
     """
-    model = imputation_model(str(data_dir))
+    model = census_model(str(data_dir))
+    detail = np.searchsorted(model.cum_share, rng.random(n) * model.cum_share[-1], side="right")
+    detail = np.minimum(detail, len(model.codes) - 1)
+    group = model.group[detail]
+    female = (rng.random(n) < model.female[detail]).astype(np.intp)
+    n_age = model.age_given.shape[2]
+    age_band = categorical_rows(model.age_given.reshape(-1, n_age), group * 2 + female, rng.random(n))
+
+    score = model.score_mean[detail, female] + model.score_sd[detail] * rng.standard_normal(n)
+    hourly = np.round(np.exp(wage_model.log_wage(score, detail, model.log_knots, model.slope)), 2)
+    hourly = np.maximum(hourly, 0.01)  # to the cent, and never 0: the model needs positive skills
+
+    # an earner-table record within the age band, by weight
+    start, end = model.band_start[age_band], model.band_start[age_band + 1]
+    before = np.where(start > 0, model.band_cum[np.maximum(start - 1, 0)], 0.0)
+    target = before + rng.random(n) * (model.band_cum[end - 1] - before)
+    pick = np.clip(np.searchsorted(model.band_cum, target, side="right"), start, end - 1)
     earners = model.earners
-    pick = np.searchsorted(model.cum_weight, rng.random(n) * model.cum_weight[-1], side="right")
-    pick = np.minimum(pick, len(earners) - 1)
-    wage_band = earners["wage_band"].to_numpy()[pick]
-    age_band = earners["age_band"].to_numpy()[pick]
-
-    n_age, n_group = model.group_given_cell.shape[1:]
-    group = categorical_rows(
-        model.group_given_cell.reshape(-1, n_group), wage_band * n_age + age_band, rng.random(n)
-    )
-    n_bands, width = model.detail_given_cell.shape[1:]
-    slot = categorical_rows(
-        model.detail_given_cell.reshape(-1, width), group * n_bands + wage_band, rng.random(n)
-    )
-    detail = model.detail_index[group, slot]
-    female = rng.random(n) < model.female_given_cell[age_band, group]
-
-    def category(codes, categories):
-        return pd.Categorical.from_codes(codes, categories=list(categories))
 
     def earner_column(name):
         codes, categories = model.earner_codes[name]
-        return category(codes[pick], categories)
+        return _category(codes[pick], categories)
 
-    wage = earners["wage"].to_numpy(dtype=float)[pick]
-    attitudes = list(ATTITUDES)
     frame = pd.DataFrame(
         {
-            "skill": wage / HOURS_AT_REFERENCE,
-            "annual_wage": wage,
+            "skill": hourly * WEEKS_PER_YEAR,
+            "hourly_wage": hourly,
+            "annual_wage": hourly * tables.HOURS_PER_YEAR,
             "age": earners["age"].to_numpy(dtype=int)[pick],
-            "age_band": category(age_band, tables.AGE_BANDS),
-            "sex": category(female.astype(np.int8), ("male", "female")),
-            "occupation": category(detail, model.detail_titles),
-            "occupation_code": category(detail, model.detail_codes),
-            "occupation_group": category(group, model.group_titles),
-            "occupation_group_code": category(group, model.group_codes),
+            "age_band": _category(age_band, tables.AGE_BANDS),
+            "sex": _category(female, ("male", "female")),
+            "occupation": _category(detail, model.titles),
+            "occupation_code": _category(detail, model.codes),
+            "occupation_group": _category(group, model.group_titles),
+            "occupation_group_code": _category(group, model.group_codes),
             "state": earner_column("state"),
             "state_name": earner_column("state_name"),
             "marital_status": earner_column("marital_status"),
             "filing_status": earner_column("filing_status"),
             "children": earners["children"].to_numpy(dtype=int)[pick],
-            "financial_attitude": category(draw_attitude_codes(n, rng), attitudes),
+            "financial_attitude": _category(draw_attitude_codes(n, rng), ATTITUDES),
         }
     )
     if with_personas:

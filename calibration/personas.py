@@ -1,7 +1,7 @@
 """Template persona text for sampled workers (second person, three sentences).
 
 The text is a deterministic function of a worker's attributes: occupation, age, sex, state,
-household (marital status and children), annual wage and financial attitude. The attitude
+household (marital status and children), hourly wage and financial attitude. The attitude
 is the only attribute drawn here; it follows ``ATTITUDES``, a stated modelling assumption
 (no survey source), independent of the other attributes:
 
@@ -79,9 +79,13 @@ def _age_opening(age: int) -> str:
     return f"You are {article} {age}-year-old "
 
 
-def _rounded_wage(wage: np.ndarray) -> np.ndarray:
-    """Wages as said aloud: to the nearest $100 below $10,000, else the nearest $1,000."""
-    return np.where(wage < 10_000, np.round(wage, -2), np.round(wage, -3))
+def _rounded_wage(hourly: np.ndarray) -> np.ndarray:
+    """Hourly wages as said aloud: to the nearest 25 cents below $100, else the nearest dollar."""
+    return np.where(hourly < 100, np.round(hourly * 4) / 4, np.round(hourly))
+
+
+def _wage_phrase(hourly: float) -> str:
+    return f"${hourly:,.2f} an hour. " if hourly < 100 else f"${hourly:,.0f} an hour. "
 
 
 def _pieces(column: pd.Series, phrase) -> pa.Array:
@@ -93,7 +97,7 @@ def _pieces(column: pd.Series, phrase) -> pa.Array:
 def personas(frame: pd.DataFrame) -> pd.Series:
     """Persona text for every row of a population frame (second person, three sentences).
 
-    Needs columns occupation, age, sex, state_name, marital_status, children, annual_wage
+    Needs columns occupation, age, sex, state_name, marital_status, children, hourly_wage
     and financial_attitude.
     """
     household = frame["marital_status"].astype(str) + "|" + frame["children"].astype(int).astype(str)
@@ -103,17 +107,14 @@ def personas(frame: pd.DataFrame) -> pd.Series:
         _pieces(frame["state_name"], lambda s: f"{s} working as one of the nation's "),
         _pieces(frame["occupation"], lambda t: f"{occupation_phrase(t)}. You are "),
         _pieces(household, lambda h: household_phrase(*h.split("|")) + " and earn about "),
-        _pieces(
-            pd.Series(_rounded_wage(frame["annual_wage"].to_numpy(dtype=float))),
-            lambda w: f"${w:,.0f} a year. ",
-        ),
+        _pieces(pd.Series(_rounded_wage(frame["hourly_wage"].to_numpy(dtype=float))), _wage_phrase),
         _pieces(frame["financial_attitude"], lambda a: ATTITUDES[a][1]),
     ]
     text = pc.binary_join_element_wise(*parts, "")
     return pd.Series(text, index=frame.index, dtype=_TEXT)
 
 
-def persona_text(occupation, age, sex, state_name, marital_status, children, annual_wage, attitude) -> str:
+def persona_text(occupation, age, sex, state_name, marital_status, children, hourly_wage, attitude) -> str:
     """One persona, e.g. 'You are a 34-year-old woman in Ohio working as one of the nation's ...'."""
     row = pd.DataFrame(
         {
@@ -123,7 +124,7 @@ def persona_text(occupation, age, sex, state_name, marital_status, children, ann
             "state_name": [state_name],
             "marital_status": [marital_status],
             "children": [children],
-            "annual_wage": [annual_wage],
+            "hourly_wage": [hourly_wage],
             "financial_attitude": [attitude],
         }
     )

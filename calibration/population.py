@@ -1,8 +1,9 @@
 """Population sources: where a model's workers come from.
 
 A source is a function ``(n, rng) -> pandas.DataFrame`` with one row per worker and at
-least a ``skill`` column (annual income at 40 h/week divided by 40). Other columns
-(age, sex, occupation, ...) are carried onto the agents as attributes. All randomness
+least a ``skill`` column: annual income per weekly hour, so a worker's income is skill x
+weekly hours (for ``census``, skill = hourly wage x 52). Other columns (hourly_wage, age,
+sex, occupation, ...) are carried onto the agents as attributes. All randomness
 comes from the ``rng`` passed in, which the model hands over from its own ``rng``.
 """
 
@@ -24,7 +25,7 @@ def paper_gb2(n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def census(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Workers drawn jointly from CPS and BLS tables (wage, age, sex, occupation, household, persona)."""
+    """Employed wage earners from BLS and CPS tables: hourly wage, occupation, sex, age, household."""
     from calibration.census import census as sample  # deferred: builds tables from data files
 
     return sample(n, rng)

@@ -1,67 +1,69 @@
-"""Wage likelihoods for occupations, from OEWS percentiles and an annual-hours factor.
+"""Hourly wages within an occupation, from OEWS percentiles and a CPS women/men ratio.
 
-OEWS publishes full-time-equivalent annual wages (hourly x 2,080) as p10..p90 per
-occupation. Between those points the log wage is interpolated linearly in the normal
-quantile (exact for a lognormal); beyond them the outer slopes continue (lognormal tails).
+OEWS publishes p10, p25, p50, p75 and p90 of each occupation's hourly wage. A wage is
+``exp(L(z))`` with ``L`` linear in the standard-normal score ``z`` between those points
+(exact for a lognormal) and continuing with the outer slopes beyond them (lognormal tails),
+so ``z ~ N(0, 1)`` reproduces the published percentiles.
 
-Observed annual earnings also reflect hours and weeks worked. They are modelled as the
-occupation's full-time-equivalent wage times an annual-hours factor ``F`` (hours and weeks
-relative to 2,080, independent of occupation), whose discrete distribution on a log grid is
-fitted by non-negative least squares so that the OEWS occupation mixture reproduces the
-earner table's wage distribution.
+Sex shifts the score: ``z ~ N(mu_s, sigma^2)`` with ``mu_female = (1 - f) d``, ``mu_male =
+-f d`` and ``sigma^2 = 1 - f (1 - f) d^2`` for an occupation with female share ``f``. The
+pooled score keeps mean 0 and variance 1, and ``d`` is solved so that the women/men median
+ratio ``exp(L(mu_female) - L(mu_male))`` equals the CPS ratio. The pooled score is a
+two-normal mixture, close to normal while the sex term ``f (1 - f) d^2`` is a small part of
+the variance; it is capped at ``MAX_SEX_VARIANCE``, which keeps an occupation's pooled
+p10..p90 within 2 percentile points of OEWS's (1.3 at most for the OEWS occupations).
+Where the cap binds (a narrow OEWS wage range, or a ratio borrowed from a broader CPS
+row), the occupation's women/men gap is smaller than the CPS one.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from calibration.tables import PERCENTILES
 
 Z_POINTS = stats.norm.ppf(PERCENTILES)
-LOG_HOURS_FACTORS = np.linspace(np.log(1e-3), np.log(2.5), 48)
+MAX_SHIFT = 2.0  # |d|, in standard deviations of the pooled score
+MAX_SEX_VARIANCE = 0.2  # largest share of the score variance that sex may explain
 
 
-def log_wage_cdf(x: np.ndarray, percentiles: np.ndarray) -> np.ndarray:
-    """CDF at log wages ``x`` (any shape) for each row of ``percentiles`` (G x 5, dollars).
-
-    Returns an array of shape ``x.shape + (G,)``.
-    """
+def knots(percentiles: np.ndarray) -> np.ndarray:
+    """Log wages at ``Z_POINTS`` per row (strictly increasing, so every segment has a slope)."""
     logs = np.log(np.asarray(percentiles, dtype=float))
-    logs = np.maximum.accumulate(logs + np.arange(logs.shape[1]) * 1e-9, axis=1)
-    x = np.asarray(x, dtype=float)
-    out = np.empty(x.shape + (logs.shape[0],))
-    for g, xs in enumerate(logs):
-        z = np.interp(x, xs, Z_POINTS)
-        low_slope = (Z_POINTS[1] - Z_POINTS[0]) / (xs[1] - xs[0])
-        high_slope = (Z_POINTS[-1] - Z_POINTS[-2]) / (xs[-1] - xs[-2])
-        z = np.where(x < xs[0], Z_POINTS[0] + (x - xs[0]) * low_slope, z)
-        z = np.where(x > xs[-1], Z_POINTS[-1] + (x - xs[-1]) * high_slope, z)
-        out[..., g] = stats.norm.cdf(z)
-    return out
+    return np.maximum.accumulate(logs + np.arange(logs.shape[1]) * 1e-6, axis=1)
 
 
-def band_probabilities(log_edges: np.ndarray, percentiles: np.ndarray) -> np.ndarray:
-    """P(wage band | occupation, hours factor): array [band, factor, occupation].
+def slopes(log_knots: np.ndarray) -> np.ndarray:
+    """Slope of ``L`` on each of the four segments: array [row, 4]."""
+    return np.diff(log_knots, axis=1) / np.diff(Z_POINTS)
 
-    ``log_edges`` are the band edges in log dollars, starting at -inf and ending at +inf.
+
+def log_wage(z: np.ndarray, rows: np.ndarray, log_knots: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """``L(z)`` for scores ``z`` of the occupations ``rows`` (vectorised)."""
+    segment = np.clip(np.searchsorted(Z_POINTS, z) - 1, 0, len(Z_POINTS) - 2)
+    return log_knots[rows, segment] + (z - Z_POINTS[segment]) * slope[rows, segment]
+
+
+def sex_shift(log_knots: np.ndarray, female: np.ndarray, log_ratio: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Score means (male, female) and the common standard deviation per occupation.
+
+    Solves ``L(mu_female) - L(mu_male) = log_ratio`` for ``d`` by bisection (the gap grows
+    with ``d``) within the bounds that ``MAX_SHIFT`` and ``MAX_SEX_VARIANCE`` set.
     """
-    shifted = log_edges[:, None] - LOG_HOURS_FACTORS[None, :]
-    cdf = log_wage_cdf(shifted, percentiles)
-    return np.diff(cdf, axis=0)
+    rows = np.arange(len(log_knots))
+    slope = slopes(log_knots)
+    f = np.asarray(female, dtype=float)
 
+    def gap(d):
+        return log_wage((1 - f) * d, rows, log_knots, slope) - log_wage(-f * d, rows, log_knots, slope)
 
-def fit_hours_factor(band_probs: np.ndarray, occupation_mix: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Distribution over ``LOG_HOURS_FACTORS`` so the mixture matches ``target`` band shares."""
-    design = np.einsum("jkg,g->jk", band_probs, occupation_mix / occupation_mix.sum())
-    target = target / target.sum()
-    scale = 1.0 / np.sqrt(np.maximum(target, 1e-4))  # relative fit: thin bands count as much as thick ones
-    a = np.vstack([design * scale[:, None], 100.0 * np.ones(design.shape[1])])
-    b = np.concatenate([target * scale, [100.0]])
-    weights, _ = optimize.nnls(a, b, maxiter=50 * a.shape[1])
-    return weights / weights.sum()
-
-
-def band_likelihood(band_probs: np.ndarray, hours_factor: np.ndarray) -> np.ndarray:
-    """P(wage band | occupation) under the fitted hours factor: array [band, occupation]."""
-    return np.einsum("jkg,k->jg", band_probs, hours_factor)
+    bound = np.minimum(MAX_SHIFT, np.sqrt(MAX_SEX_VARIANCE / np.maximum(f * (1 - f), 1e-12)))
+    low, high = -bound, bound.copy()
+    for _ in range(60):
+        mid = (low + high) / 2
+        above = gap(mid) > log_ratio
+        high, low = np.where(above, mid, high), np.where(above, low, mid)
+    d = (low + high) / 2
+    sigma = np.sqrt(1 - f * (1 - f) * d**2)
+    return -f * d, (1 - f) * d, sigma

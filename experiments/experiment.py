@@ -11,7 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import plots, results
-from experiments.config import ConfigError, partial_dir, statutory
+from experiments.cli import PARAM, flag
+from experiments.config import ConfigError
+from experiments.folders import exclusive, partial_dir
+from experiments.plugins import load_plugins
 from experiments.runner import Interrupted, baseline_kwargs, model_kwargs, step_all
 
 
@@ -19,8 +22,8 @@ def run(settings: dict, progress: bool = True) -> Path:
     """A new run: the main model, then the baselines; returns the results folder."""
     out = Path(settings["out"])
     config = {"command": "run", "run_id": out.name, "settings": settings}
-    results.start(out, config)
-    return _execute(config, out, mode="new", progress=progress)
+    with exclusive(results.start(out, config), "--out"):
+        return _execute(config, out, mode="new", progress=progress)
 
 
 def resume(out: Path, progress: bool = True) -> Path:
@@ -32,7 +35,8 @@ def resume(out: Path, progress: bool = True) -> Path:
         return sweep.run(config["settings"], out, resume=True, progress=progress)
     if config.get("command") != "run":
         raise ConfigError("--run", f"{out} is not a run of `run` or `sweep`", "a folder written by run or sweep")
-    return _execute(config, out, mode="resume", progress=progress)
+    with exclusive(partial_dir(out), "--run"):
+        return _execute(config, out, mode="resume", progress=progress)
 
 
 def replay(out: Path, progress: bool = True) -> Path:
@@ -42,15 +46,17 @@ def replay(out: Path, progress: bool = True) -> Path:
         written = f"`{config['command']}`" if "command" in config else "an older run.py"
         raise ConfigError("--run", f"{out} was written by {written}", "a folder written by `run`")
     partial = results.start(out, config)
-    if (out / results.STORE_NAME).is_file():
-        shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
-    return _execute(config, out, mode="replay", progress=progress)
+    with exclusive(partial, "--run"):
+        if (out / results.STORE_NAME).is_file():
+            shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
+        return _execute(config, out, mode="replay", progress=progress)
 
 
 def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
     from model.model import EconomyModel
 
     s, partial = config["settings"], partial_dir(out)
+    load_plugins(s.get("plugin", []))
     kwargs = model_kwargs(s, seed=s["seed"], run_id=config["run_id"], store=str(partial / results.STORE_NAME),
                           store_mode="replay" if mode == "replay" else "record", agent_interval=s["agent_interval"])
     model = None
@@ -67,7 +73,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
         results.write_json(partial / results.CONFIG_NAME, config)
     except KeyboardInterrupt:
         step = int(model.time) if model is not None else 0
-        for name in ("llm", "asyncio"):  # requests and tasks cut short by the stop are not news
+        for name in ("llm_runtime", "asyncio"):  # requests and tasks cut short by the stop are not news
             logging.getLogger(name).setLevel(logging.CRITICAL)
         _close(model)
         if mode == "replay":
@@ -116,18 +122,15 @@ def _failed(out: Path, mode: str, started: bool) -> None:
 
 def build(model_class, kwargs: dict):
     """The model; its own checks of the arguments become ConfigErrors (bad input, exit 2)."""
+    from llm_runtime.errors import LLMConfigError
+
+    names = {parameter: name for name, parameter in PARAM.items()}
     try:
         return model_class(**kwargs)
-    except ValueError as error:
-        from llm.errors import LLMConfigError
-
-        if isinstance(error, LLMConfigError):
-            raise ConfigError(error.field, error.problem, error.allowed) from None
-        field, _, problem = str(error).splitlines()[0].partition(": ")
-        if isinstance(error, ConfigError) or not problem:
-            raise
-        problem, _, allowed = problem.partition("; allowed: ")
-        raise ConfigError(field, problem, allowed or "see `python run.py run --help`") from None
+    except ConfigError as error:
+        raise ConfigError(flag(names.get(error.field, error.field)), error.problem, error.allowed) from None
+    except LLMConfigError as error:
+        raise ConfigError(error.field, error.problem, error.allowed) from None
 
 
 def _planner(s: dict) -> str:
@@ -137,6 +140,13 @@ def _planner(s: dict) -> str:
 def _close(model) -> None:
     if model is not None:
         model.close()
+
+
+def statutory(brackets: str | None, preset: str) -> bool:
+    from model.params import PRESETS
+    from public_finance.taxes import bracket_set
+
+    return bracket_set(brackets or PRESETS[preset]["brackets"]).statutory
 
 
 def _skipped(s: dict) -> list[str]:
@@ -149,8 +159,8 @@ def run_baselines(s: dict, final_rates: tuple, progress: bool) -> dict[str, tupl
 
     runs = {p: baseline_kwargs(s, p) for p in s["baselines"] if p not in _skipped(s)}
     if s["scenario"] != "democratic":
-        runs[f"this run's final rates"] = baseline_kwargs(
-            s, "fixed", planner_options={"rates": final_rates})
+        runs["this run's final rates"] = baseline_kwargs(
+            s, "fixed", planner_options={"rates": list(final_rates)})
     out = {}
     for name, kwargs in runs.items():
         start = time.perf_counter()
@@ -180,11 +190,25 @@ def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, s
                   f"{main['objective']:,.4f} ({gap:+,.4f}).", ""]
     if skipped:
         lines += [f"Not run: {', '.join(skipped)} (needs US brackets).", ""]
+    lines += oracle_note(table.index)
     if mode != "new":
         lines += [f"This folder was written by `{mode}`: LLM accounting counts that process only "
                   "(stored responses appear as store hits).", ""]
     lines += ["Files: " + ", ".join(f"`{name}`" for name in files) + " (see the README, Results).", ""]
     return "\n".join(lines)
+
+
+def oracle_note(names) -> list[str]:
+    """Lines of summary.md saying which Stackelberg oracle a table shows."""
+    from agents.planner import OracleRule
+
+    notes = {"oracle": "`oracle` is the population oracle: its rates are optimal for the population (a "
+                       f"{OracleRule.POPULATION_DRAW:,}-worker draw from the same source and seed, or these workers if "
+                       "more), and its objective is that of these workers",
+             "oracle_sample": "`oracle_sample` is the optimum for these very workers, which small samples let it "
+                              "exploit worker by worker"}
+    shown = [text for name, text in notes.items() if name in names]
+    return ["; ".join(shown) + ".", ""] if shown else []
 
 
 def compare(s: dict, progress: bool = False) -> pd.DataFrame:
@@ -218,8 +242,9 @@ def compare(s: dict, progress: bool = False) -> pd.DataFrame:
             best = table.index[0]
             plots.objective(frames[best], {p: f for p, f in frames.items() if p != best}, objective_name, best,
                             partial / "objective.png")
+            note = "".join(f"\n{line}" for line in oracle_note(table.index))
             (partial / "summary.md").write_text(f"# {out.name}\n\n{header}.\n\n```\n{results.table_text(table)}\n"
-                                                "```\n", encoding="utf-8")
+                                                f"```\n{note}", encoding="utf-8")
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 DPI = 110
 
@@ -22,6 +23,11 @@ def _figure(title: str, xlabel: str, ylabel: str):
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     return figure, axes
+
+
+def _counts(axes) -> None:
+    """Whole numbers on a count axis (matplotlib would tick 0.5 workers on small populations)."""
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(figure: Figure, axes, path: Path) -> Path:
@@ -54,17 +60,24 @@ def hours(values: np.ndarray, path: Path, cap: float = 100.0) -> Path:
     """Distribution of hours worked in the last step."""
     figure, axes = _figure("Hours worked (last step)", "hours per week", "workers")
     axes.hist(np.asarray(values, dtype=float), bins=np.linspace(0, cap, 26), color="tab:blue", edgecolor="white")
+    _counts(axes)
     return _save(figure, axes, path)
 
 
 def income(pre_tax: np.ndarray, post_tax: np.ndarray, path: Path) -> Path:
-    """Pre- and post-tax income distributions in the last step."""
-    figure, axes = _figure("Income (last step)", "income", "workers")
+    """Pre- and post-tax income distributions in the last step: pre-tax filled, post-tax outlined on top, so
+    neither hides the other; the top 1% are pooled in the last bin so the bulk is not squeezed into a few bins."""
+    figure, axes = _figure("Income (last step)", "annual income (top 1% pooled in the last bin)", "workers")
     pre, post = np.asarray(pre_tax, dtype=float), np.asarray(post_tax, dtype=float)
     both = np.concatenate([pre, post])
-    bins = np.linspace(min(0.0, both.min()), max(both.max(), 1.0), 30)
-    axes.hist(pre, bins=bins, alpha=0.6, label="pre-tax", color="tab:orange")
-    axes.hist(post, bins=bins, alpha=0.6, label="post-tax (with rebate)", color="tab:green")
+    top = max(float(np.quantile(both, 0.99)), 1.0)
+    bins = np.linspace(min(0.0, both.min()), top, 31)
+    axes.hist(np.minimum(pre, top), bins=bins, histtype="stepfilled", alpha=0.35, color="tab:orange",
+              edgecolor="tab:orange", linewidth=1.2, label="pre-tax")
+    axes.hist(np.minimum(post, top), bins=bins, histtype="step", color="tab:green", linewidth=2.2,
+              label="post-tax (with rebate)")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value / 1000:,.0f}k"))
+    _counts(axes)
     return _save(figure, axes, path)
 
 

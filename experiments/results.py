@@ -7,13 +7,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
 from experiments import plots
-from experiments.config import partial_dir
+from experiments.folders import LOCK_NAME, partial_dir
+from validation import ParameterError as ConfigError
 
 STORE_NAME = "responses.sqlite"
 CONFIG_NAME = "config.json"
@@ -26,7 +27,16 @@ def write_json(path: Path, value) -> None:
 
 
 def read_config(folder: Path) -> dict:
-    return json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    """A results folder's settings; a missing or garbled file is bad input (``--run``)."""
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError("--run", f"cannot read {folder / CONFIG_NAME} ({type(error).__name__})",
+                          "a results folder written by run.py, with its config.json intact") from None
+    if not isinstance(config, dict) or not isinstance(config.get("settings", {}), dict):
+        raise ConfigError("--run", f"{folder / CONFIG_NAME} is not a run.py configuration",
+                          "a results folder written by run.py, with its config.json intact")
+    return config
 
 
 def start(out: Path, config: dict) -> Path:
@@ -40,6 +50,7 @@ def start(out: Path, config: dict) -> Path:
 def finish(out: Path) -> Path:
     """Replace ``out`` by its completed staging folder (the old results, if any, go only after the rename)."""
     partial = partial_dir(out)
+    (partial / LOCK_NAME).unlink(missing_ok=True)  # a finished folder is nobody's to hold
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
@@ -51,13 +62,14 @@ def finish(out: Path) -> Path:
 
 
 def without_credentials(url: str | None) -> str | None:
-    """A URL with any user:password part removed."""
+    """A URL with any user:password part removed and query values redacted (servers take keys there too)."""
     if not url:
         return url
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = urlencode([(name, "REDACTED") for name, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def llm_settings(model) -> dict | None:
@@ -86,7 +98,8 @@ def write_model_data(model, folder: Path) -> pd.DataFrame:
     frame.to_parquet(folder / "model.parquet")
     frame.to_csv(folder / "model.csv")
     if model.agent_interval:
-        workers = model.datacollector.get_agenttype_vars_dataframe(type(model.workers.to_list()[0]))
+        workers = model.datacollector.get_agenttype_vars_dataframe(model.worker_class)
+        workers.index = workers.index.set_levels(workers.index.levels[0].astype(int), level=0)  # Mesa's float time
         workers.to_parquet(folder / "agents.parquet")
     if model.llm is not None:
         model.llm.accounting.write_json(folder / "llm_accounting.json")

@@ -8,6 +8,8 @@ import time
 
 from tqdm import tqdm
 
+from experiments.cli import MODEL_SETTINGS, PARAM
+
 
 class Interrupted(Exception):
     """Ctrl-C stopped a run; what is stored is kept and ``resume`` continues it."""
@@ -20,24 +22,17 @@ class Interrupted(Exception):
 def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mode: str = "record",
                  agent_interval: int = 0, **overrides) -> dict:
     """``EconomyModel`` keyword arguments for the settings ``s`` (names as in run.py's flags)."""
-    # the democratic scenario's elected leaders set the rates: the planner is unused (and needs no LLM client)
-    planner = "fixed" if s["scenario"] == "democratic" else s["planner"]
-    kwargs = dict(workers=s["workers"], preset=s["preset"], brackets=s["brackets"], planner=planner,
-                  worker_mind=s["worker_mind"], scenario_name=s["scenario"], objective=s["objective"],
-                  tax_year_length=s["tax_year_length"], max_steps=s["steps"], agent_interval=agent_interval,
-                  prompt_mode=s["prompt_mode"], archetypes=s["archetypes"], backend=s["backend"],
-                  base_url=s["base_url"], llm_model=s["model"], planner_options=s.get("planner_options"),
-                  llm_store=store, llm_store_mode=store_mode, run_id=run_id, rng=seed)
-    kwargs.update(overrides)
+    kwargs = {PARAM.get(name, name): s[name] for name in MODEL_SETTINGS if name in s}
+    kwargs.update(agent_interval=agent_interval, llm_store=store, llm_store_mode=store_mode, run_id=run_id,
+                  rng=seed, **overrides)
     return kwargs
 
 
 def baseline_kwargs(s: dict, planner: str, **overrides) -> dict:
     """A baseline planner with rational workers on the same population and seed (no data per worker)."""
-    kwargs = dict(workers=s["workers"], preset=s["preset"], brackets=s["brackets"], planner=planner,
-                  objective=s["objective"], tax_year_length=s["tax_year_length"], max_steps=s["steps"],
-                  agent_interval=0, rng=s["seed"])
-    kwargs.update(overrides)
+    shared = ("workers", "preset", "brackets", "objective", "tax_year_length", "steps")
+    kwargs = {PARAM.get(name, name): s[name] for name in shared}
+    kwargs.update(planner=planner, agent_interval=0, rng=s["seed"], **overrides)
     return kwargs
 
 

@@ -7,9 +7,11 @@ one response store (SQLite in WAL mode, safe for several processes), each run un
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -18,9 +20,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from experiments import results
-from experiments.config import partial_dir, sweep_points
+from experiments.config import sweep_points
+from experiments.folders import exclusive, partial_dir
+from experiments.plugins import load_plugins
 from experiments.runner import Interrupted, model_kwargs
-from llm.shards import exit_with_parent
 
 TABLE_NAME = "runs.parquet"
 
@@ -40,7 +43,7 @@ def tasks(s: dict, store: Path) -> list[dict]:
         for seed in s["seeds"]:
             index = len(out)
             run_id = f"run-{index:04d}"
-            out.append({"index": index, "run": run_id, "seed": seed,
+            out.append({"index": index, "run": run_id, "seed": seed, "plugins": s.get("plugin", []),
                         "params": {k: point[k] for k in s["grid"]},
                         "kwargs": model_kwargs(point, seed=seed, run_id=run_id, store=str(store.absolute()))})
     return out
@@ -50,6 +53,7 @@ def run_task(task: dict) -> pd.DataFrame:
     """Run one model to the end; its model data, one row per step, with the run's parameters and seed."""
     from model.model import EconomyModel
 
+    load_plugins(task.get("plugins", []))  # a fresh process knows only the project's own entries
     model = EconomyModel(**task["kwargs"])
     try:
         while model.running:
@@ -63,12 +67,25 @@ def run_task(task: dict) -> pd.DataFrame:
     return frame
 
 
+def exit_with_parent() -> None:
+    """Pool initializer: end this worker process at once when the sweep's process dies (even by kill -9)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
 def run_local(todo: list[dict], jobs: int) -> Iterator[tuple[dict, pd.DataFrame]]:
     """Tasks on a pool of fresh (spawned) processes; yields each as it finishes."""
     context = multiprocessing.get_context("spawn")
     # each worker ends if this process dies (even by kill -9), so no orphan goes on running the sweep
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)) or 1, mp_context=context,
-                             initializer=exit_with_parent, initargs=(False,)) as pool:
+                             initializer=exit_with_parent) as pool:
         pending = {pool.submit(run_task, task): task for task in todo}
         try:
             while pending:
@@ -103,6 +120,11 @@ def run_dask(todo: list[dict], jobs: int, scheduler: str | None) -> Iterator[tup
 def run(s: dict, out: Path, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a sweep and write ``<out>/runs.parquet``: one row per run and step."""
     partial = partial_dir(out) if resume else results.start(out, {"command": "sweep", "settings": s})
+    with exclusive(partial, "--run" if resume else "--out"):
+        return _run(s, out, partial, progress)
+
+
+def _run(s: dict, out: Path, partial: Path, progress: bool) -> Path:
     done_dir = partial / "runs"
     done_dir.mkdir(exist_ok=True)
     every = tasks(s, partial / results.STORE_NAME)

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calibration.gb2 import gb2_quantile
-from model.economy import IsoelasticPreferences, LinearPreferences, best_response, calibrate_disutility, settle
-from model.taxes import TaxSchedule, bracket_set
+from public_finance.economy import IsoelasticPreferences, LinearPreferences, best_response, calibrate_disutility, settle
+from public_finance.taxes import TaxSchedule, bracket_set
 
 PAPER = LinearPreferences()
 
@@ -93,7 +93,7 @@ def test_calibration_puts_median_worker_at_40_hours():
     skills = gb2_quantile(np.random.default_rng(9).random(5001)) / 40
     schedule = bracket_set("us_2025_single").schedule()
     prefs = calibrate_disutility(skills, schedule)
-    from model.economy import equilibrium
+    from public_finance.economy import equilibrium
     outcome = equilibrium(skills, schedule, prefs)
     median = np.argsort(skills)[skills.size // 2]
     assert outcome.hours[median] == pytest.approx(40.0, abs=1e-6)

@@ -103,6 +103,16 @@ BAD = [
     ("sweep --config {tmp}/c.toml", "seeds = []", "seeds ("),
     ("sweep --config {tmp}/c.toml", 'executor = "threads"', "executor ("),
     ("sweep --config {tmp}/c.toml", "jobs = -1", "jobs ("),
+    ("resume --run /", None, "--run"),
+    ("resume --run {tmp}/garbled", None, "--run"),
+    ("run --out {tmp}/loop1/x", None, "--out"),
+    ("run --out {tmp}/" + "a" * 5000, None, "--out"),
+    ("run --config {tmp}/c.toml", "a = " + "[" * 5000 + "]" * 5000, "--config"),
+    ("sweep --executor dask --scheduler tcp://999.999.999.999:99999", None, "--scheduler"),
+    ("run --base-url http://[::1/v1", None, "--base-url"),
+    ("run --config {tmp}/c.toml", "planner = \"oracle\"\n[planner_options]\nbogus = 1", "planner_options.bogus"),
+    ("run --config {tmp}/c.toml", "planner = \"blackbox\"\n[planner_options]\nsigma = -1", "planner_options.sigma"),
+    ("run --plugin {tmp}/missing.py", None, "--plugin"),
 ]
 
 
@@ -111,6 +121,10 @@ def prepare(tmp: Path, toml: str | None) -> None:
     (tmp / "notrun").mkdir()
     (tmp / "notrun" / "keep.txt").write_text("a user's file")
     (tmp / "stopped.partial").mkdir()
+    (tmp / "garbled.partial").mkdir()
+    (tmp / "garbled.partial" / "config.json").write_text("{garbled")
+    (tmp / "loop1").symlink_to(tmp / "loop2")
+    (tmp / "loop2").symlink_to(tmp / "loop1")
     if toml is not None:
         (tmp / "c.toml").write_bytes(toml.encode("utf-8", "surrogateescape"))
 
@@ -219,7 +233,7 @@ def test_no_arguments_is_the_main_job():
     assert command == "run" and settings["worker_mind"] == "llm" and settings["planner"] == "llm"
     assert {k: settings[k] for k in ("workers", "steps", "tax_year_length")} == \
         {k: run.RUN_DEFAULTS[k] for k in ("workers", "steps", "tax_year_length")}
-    assert settings["out"] == "results/calibrated-llm-seed42"
+    assert settings["out"].startswith("results/calibrated-llm-seed42-")  # then a hash of the settings
 
 
 def test_sweep_grid_from_flags_and_toml_agree(tmp_path):

@@ -26,7 +26,7 @@ import pytest
 from matplotlib import image
 
 import run
-from llm import FaultServer
+from tests.llm_server import FaultServer
 
 ROOT = Path(__file__).parent.parent
 MARKER = "sk-test-marker-7f3a9c"

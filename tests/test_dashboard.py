@@ -5,24 +5,29 @@ from __future__ import annotations
 import html
 import os
 import re
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import ipyvuetify as v
 import ipywidgets as widgets
+import numpy as np
 import pytest
 import solara
 from ipyvue import VueTemplate
+from matplotlib.figure import Figure
 from mesa.visualization.solara_viz import ModelController, ModelCreator, _check_model_params
 
-from llm.accounting import Accounting
+from experiments import plots
+from llm_runtime.accounting import Accounting
 from model.model import EconomyModel
-from visualization import app, baselines, server
-from visualization.charts import CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory
-from visualization.panels import (NETWORK_COLOURINGS, ElectionResults, LLMAccounting, RunStatus,
-                                  SocialNetwork, WorkerInspector)
+from visualization import app, assets, baselines, server
+from visualization.charts import CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory, workers_axis
+from visualization.panels import (NETWORK_COLOURINGS, SKILL_LABEL, ElectionResults, LLMAccounting, RunStatus,
+                                  SocialNetwork, WorkerInspector, worker_history)
 from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
 
 SMALL = {**DEFAULTS, "workers": "30", "max_steps": 20}
@@ -141,14 +146,14 @@ def test_invalid_input_shows_an_error_and_disables_stepping_until_corrected():
     box, rc = render_controller(model)
     type_into(field(rc, "Workers (2-10000)"), "lots")
     click(rc, "Reset")
-    assert "workers: must be a whole number from 2 to 10000, got 'lots'" in text_of(rc)
+    assert "workers: 'lots' is not an integer; allowed: a whole number from 2 to 10000" in text_of(rc)
     click(rc, "Step")
     assert model.value.period == -1  # the stand-in default economy does not run
     assert rc.find(v.Btn, children=["Step"]).widget.disabled
     type_into(field(rc, "Workers (2-10000)"), "25")
     click(rc, "Reset")
     assert model.value.input_error is None and len(model.value.workforce) == 25
-    assert "must be a whole number" not in text_of(rc)
+    assert "allowed: a whole number" not in text_of(rc)
     click(rc, "Step")
     assert model.value.time == 1
 
@@ -310,3 +315,136 @@ def test_server_binds_to_localhost_by_default():
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--port") + 1] == "8765"
     assert command[3:5] == ["run", str(server.APP)]
+
+
+def test_the_default_economy_moves_when_played():
+    model = DashboardEconomy(**{**DEFAULTS, "workers": "30"})
+    assert model.input_error is None and model.params.planner == "blackbox"
+    first_rates, first_objective = tuple(model.schedule.rates), model.objective
+    for _ in range(2 * int(DEFAULTS["tax_year_length"]) + 1):  # two tax-year ends
+        model.step()
+    assert len(model.planner.history) == 3
+    assert tuple(model.schedule.rates) != first_rates and model.objective != first_objective
+
+
+def test_slider_values_stay_in_view():
+    # Vuetify shows a slider's value in its thumb label only while dragging; the app's CSS keeps it shown
+    box, rc = solara.render(app.Layout(children=[app.page]), handle_error=False)
+    assert ".v-slider__thumb-label-container { display: block !important; }" in text_of(rc)
+    sliders = {w.label: w for w in rc.find(v.Slider).widgets}
+    assert {"Tax-year length (steps)", "Steps to run", "Play Interval (ms)"} <= set(sliders)
+    assert all(slider.thumb_label for slider in sliders.values())
+    assert sliders["Tax-year length (steps)"].v_model == 5
+
+
+def test_worker_history_labels_skill_and_counts_steps_in_whole_numbers():
+    model = DashboardEconomy(**SMALL)
+    model.step()
+    history = worker_history(model, next(iter(model.workers)))
+    assert SKILL_LABEL in history.columns and "skill" not in history.columns
+    assert history.index.tolist() == [0, 1] and history.index.dtype.kind == "i"
+
+
+def test_count_axes_tick_whole_workers_and_income_plots_show_both_distributions(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda figure, axes, path: drawn.append(axes) or path)
+    plots.hours(np.array([38.0, 40.0, 41.0]), tmp_path / "hours.png")
+    plots.income(np.array([3e4, 5e4, 8e4]), np.array([3.5e4, 4.8e4, 7e4]), tmp_path / "income.png")
+    dashboard = Figure().subplots()
+    dashboard.hist([40.0, 41.0, 42.0])
+    workers_axis(dashboard)
+    for axes in (*drawn, dashboard):
+        assert all(float(tick).is_integer() for tick in axes.get_yticks())
+    income = drawn[1]
+    assert [patch.get_fill() for patch in income.patches] == [True, False]  # post-tax outlined over pre-tax
+
+
+FAKE_NPM = """#!/bin/sh
+# npm pack PACKAGE: a tarball holding package/package.json, its name on stdout
+mkdir -p package && echo '{"name": "'"$2"'"}' > package/package.json && echo x > package/index.js
+tar czf fake.tgz package && rm -r package && echo fake.tgz
+"""
+
+
+def test_missing_front_end_files_are_fetched_with_progress_lines(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cache = tmp_path / "cdn"
+    monkeypatch.setattr(assets, "cache_dir", lambda: cache)
+    lines = []
+    assets.ensure(say=lines.append)
+    assert assets.missing() == [] and (cache / "requirejs@2.3.6" / "index.js").exists()
+    assert lines[0].startswith("dashboard: fetching Solara's front-end files from npm")
+    assert lines[-1] == "dashboard: front-end files in place" and len(lines) == len(assets.needed()) + 2
+    lines.clear()
+    assets.ensure(say=lines.append)
+    assert lines == []  # cached: nothing to say
+
+
+def test_without_npm_the_browser_falls_back_to_the_cdn_when_it_answers(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets, "cache_dir", lambda: tmp_path / "cdn")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm
+    monkeypatch.setattr(assets, "cdn_reachable", lambda timeout=3.0: True)
+    lines = []
+    assets.ensure(say=lines.append)
+    assert lines == ["dashboard: npm not found: install npm (Debian/Ubuntu: sudo apt-get install npm; or from "
+                     "https://nodejs.org); the browser will load Solara's front-end files from cdn.jsdelivr.net"]
+
+
+def test_a_failing_npm_is_reported_with_its_reason(tmp_path, monkeypatch):
+    (tmp_path / "npm").write_text("#!/bin/sh\necho 'npm error code ENOTFOUND' >&2\nexit 1\n")
+    (tmp_path / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(assets, "cache_dir", lambda: tmp_path / "cdn")
+    monkeypatch.setattr(assets, "cdn_reachable", lambda timeout=3.0: False)
+    with pytest.raises(assets.AssetsUnavailable, match="npm pack .* failed: npm error code ENOTFOUND"):
+        assets.ensure(say=lambda line: None)
+    assert not list((tmp_path / "cdn").rglob("package.json"))
+
+
+def test_without_npm_or_cdn_the_dashboard_says_what_to_install_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(assets, "cache_dir", lambda: tmp_path / "cdn")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm
+    monkeypatch.setattr(assets, "cdn_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(server.subprocess, "Popen", None)  # the server must not start
+    assert server.serve(port=1, wait=True) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "front-end files are missing" in err and "install npm" in err and "apt-get install npm" in err
+
+
+STUB_SERVE = """
+import sys
+from visualization import server
+# the Solara server replaced by a child that records its pid and sleeps
+server.command = lambda host, port: [sys.executable, "-c",
+    "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)", {pid_file!r}]
+server.assets.ensure = lambda say: None
+sys.exit(server.serve(port=1))
+"""
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_the_server_child_too(tmp_path, stop_signal):
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STUB_SERVE.format(pid_file=str(pid_file)))],
+                              cwd=server.ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        parent.send_signal(stop_signal)
+        assert parent.wait(timeout=60) == 128 + stop_signal
+        with pytest.raises(ProcessLookupError):
+            os.killpg(parent.pid, 0)  # nothing left in the dashboard's process group
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()

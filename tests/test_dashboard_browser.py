@@ -1,30 +1,34 @@
-"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against the Solara server
-on 127.0.0.1.
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against the dashboard
+started as the README says (``python run.py dashboard``, from the repository root) on 127.0.0.1.
 
-Without /usr/bin/chromium, playwright or Solara's front-end files these tests skip, unless
-``REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes the missing piece a failure. Screenshots go to
-``results/test-artifacts/``.
+Without /usr/bin/chromium, playwright or a way to Solara's front-end files (cached, npm or the CDN)
+these tests skip, unless ``REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes the missing piece a failure.
+Screenshots go to ``results/test-artifacts/``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from llm.fault_server import FaultServer
+from tests.llm_server import FaultServer
 from visualization import assets, server
 
 CHROMIUM = Path(os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium"))  # Debian's chromium
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "results" / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "results" / "test-artifacts"
 REQUIRED = os.environ.get("REQUIRE_BROWSER", "") not in ("", "0")
 
 
@@ -35,23 +39,15 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
-def cdn_reachable() -> bool:
-    try:
-        urllib.request.urlopen("https://cdn.jsdelivr.net/npm/requirejs@2.3.6/package.json", timeout=3)
-    except OSError:
-        return False
-    return True
-
-
 if not CHROMIUM.exists():
     unavailable(f"{CHROMIUM} not found (apt-get install -y chromium)")
 try:
     from playwright import sync_api
 except ImportError:
     unavailable("playwright is not installed (pip install playwright)")
-if assets.missing() and not cdn_reachable():
-    unavailable(f"Solara's front-end files {', '.join(assets.missing())} are not cached and cdn.jsdelivr.net "
-                "is unreachable (run: python -m visualization.assets)")
+if assets.missing() and shutil.which("npm") is None and not assets.cdn_reachable():
+    unavailable(f"Solara's front-end files {', '.join(assets.missing())} are not cached, npm is not installed "
+                "and cdn.jsdelivr.net is unreachable (apt-get install -y npm)")
 
 
 def free_port() -> int:
@@ -60,18 +56,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+def start_dashboard(port: int, log: Path, env: dict | None = None) -> subprocess.Popen:
+    """``python run.py dashboard --port PORT`` from the repository root, as the README says, in a process
+    group of its own (a user's shell gives it one too)."""
+    with log.open("w") as output:
+        return subprocess.Popen([sys.executable, "run.py", "dashboard", "--port", str(port)], cwd=ROOT,
+                                stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"dashboard server exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"dashboard exited with {process.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"dashboard server did not answer on {url} within {timeout:.0f} s:\n{log.read_text()}")
+    raise TimeoutError(f"dashboard did not answer on {url} within {timeout:.0f} s:\n{log.read_text()}")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def end(process: subprocess.Popen) -> None:
+    """SIGTERM the dashboard as ``kill PID`` does; anything of its group still there afterwards is killed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -83,26 +113,20 @@ def llm_server():
 
 @pytest.fixture(scope="module")
 def dashboard_url(tmp_path_factory, llm_server):
-    """A dashboard server started as a user would, on a free port of 127.0.0.1. LLM minds ask ``llm_server``
-    and record in a response store of the test's own (relative to the server's working directory)."""
+    """The dashboard on a free port of 127.0.0.1. LLM minds ask ``llm_server`` and record in a response
+    store of the test's own."""
     workdir = tmp_path_factory.mktemp("server")
-    log = workdir / "solara.log"
+    log = workdir / "dashboard.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model"}
-    with log.open("w") as output:
-        process = server.serve(port=port, wait=False, stdout=output, stderr=subprocess.STDOUT, env=env,
-                               cwd=workdir)
+    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model",
+           "LLM_STORE": str(workdir / "llm_responses.sqlite")}
+    process = start_dashboard(port, log, env)
     try:
         wait_until_serving(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end(process)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +184,39 @@ def press(page, button: str) -> None:
     page.get_by_role("button", name=button, exact=True).click()
 
 
+def thumb_label(page, slider_label: str):
+    return page.locator(".v-input__slider", has_text=slider_label).locator(".v-slider__thumb-label")
+
+
+def test_readme_start_renders_the_page_and_sigterm_ends_the_whole_dashboard(tmp_path, browser):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "dashboard.log"
+    process = start_dashboard(port, log)
+    try:
+        wait_until_serving(url, process, log)
+        page, console = open_dashboard(browser, url)
+        for button in ("Reset", "▶", "Step"):  # the sidebar
+            page.get_by_role("button", name=button, exact=True).wait_for()
+        page.get_by_label("Workers (2-10000)").wait_for()
+        assert thumb_label(page, "Tax-year length (steps)").inner_text() == "5"  # slider values in view
+        assert thumb_label(page, "Steps to run").is_visible()
+        drawn = "Array.from(document.images).filter(image => image.naturalWidth > 100).length"
+        assert page.evaluate(drawn) >= 6  # the plots, not empty frames
+        assert "planner blackbox" in status(page)
+        assert console.errors == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-readme-start.png"))
+        page.close()
+
+        process.send_signal(signal.SIGTERM)  # kill PID
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+        assert not listening(port)
+        assert not group_alive(process.pid), "a process of the dashboard's group outlived it"
+    finally:
+        end(process)
+
+
 def test_controls_step_and_plots_update_in_chromium(dashboard_url, browser):
     page, console = open_dashboard(browser, dashboard_url)
     assert console.errors == []
@@ -168,9 +225,10 @@ def test_controls_step_and_plots_update_in_chromium(dashboard_url, browser):
     choose(page, "Planner", "blackbox")
     type_into(page, "Workers (2-10000)", "60")
     page.get_by_role("slider").nth(2).press("Home")  # tax-year length 1: new rates every step
+    assert thumb_label(page, "Tax-year length (steps)").inner_text() == "1"
     press(page, "Reset")
-    page.get_by_text("planner blackbox").wait_for()
-    assert "60 workers" in status(page)
+    page.get_by_text("Step 0 of 100 · 60 workers").wait_for()
+    assert "planner blackbox" in status(page)
 
     before = image_sources(page)
     for step in (1, 2, 3):
@@ -203,7 +261,7 @@ def test_invalid_input_shows_an_error_and_the_server_keeps_serving(dashboard_url
     page, console = open_dashboard(browser, dashboard_url)
     type_into(page, "Workers (2-10000)", "-5")
     press(page, "Reset")
-    page.get_by_text("workers: must be a whole number from 2 to 10000, got '-5'").wait_for()
+    page.get_by_text("workers: '-5' is out of range; allowed: a whole number from 2 to 10000").wait_for()
 
     other, other_console = open_dashboard(browser, dashboard_url)  # a second visitor is served as usual
     assert "Step 0 of 100 · 100 workers" in status(other)
@@ -212,7 +270,7 @@ def test_invalid_input_shows_an_error_and_the_server_keeps_serving(dashboard_url
     type_into(page, "Workers (2-10000)", "50")
     press(page, "Reset")
     page.get_by_text("Step 0 of 100 · 50 workers").wait_for()
-    assert page.get_by_text("must be a whole number").count() == 0
+    assert page.get_by_text("is out of range").count() == 0
     press(page, "Step")
     page.get_by_text("Time: 1.0").wait_for()
     assert console.errors == [] and other_console.errors == []

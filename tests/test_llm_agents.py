@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from agents.prompts import WorkerMemory, worker_messages
-from llm import FaultServer
 from model.model import EconomyModel
+from tests.llm_server import FaultServer
 
 
 def scripted(messages):

@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
-from llm import FaultServer, LLMClient, LLMConfig, LLMConfigError, resolve_backend
-from llm.config import OPENAI_URL
+from llm_runtime import LLMClient, LLMConfig, LLMConfigError, resolve_backend
+from llm_runtime.config import OPENAI_URL, redact_url
+from tests.llm_server import FaultServer
 
 
 def free_port() -> int:
@@ -30,9 +31,12 @@ def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
     (LLMConfig(base_urls=("localhost:8000",), store_mode="off"), "base_url", "http(s)://"),
     (LLMConfig(base_urls=("http://",), store_mode="off"), "base_url", "http(s)://"),
     (LLMConfig(base_urls=("http://127.0.0.1:notaport/v1",), store_mode="off"), "base_url", "http(s)://"),
-    (LLMConfig(concurrency=0, store_mode="off"), "concurrency", "an integer >= 1"),
-    (LLMConfig(concurrency=-3, store_mode="off"), "concurrency", "an integer >= 1"),
-    (LLMConfig(processes=0, store_mode="off"), "processes", "an integer >= 1"),
+    (LLMConfig(base_urls=("http://[::1/v1",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(base_urls=("http://user:pass@127.0.0.1:8000/v1",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(base_urls=("http://127.0.0.1:8000/v1?key=abc",), store_mode="off"), "base_url", "http(s)://"),
+    (LLMConfig(concurrency=0, store_mode="off"), "concurrency", "an integer in 1..4096"),
+    (LLMConfig(concurrency=-3, store_mode="off"), "concurrency", "an integer in 1..4096"),
+    (LLMConfig(concurrency=1_000_000, store_mode="off"), "concurrency", "an integer in 1..4096"),
     (LLMConfig(embedded_threads=0, store_mode="off"), "embedded_threads", "an integer >= 1"),
     (LLMConfig(store_mode="sometimes", store_path="x"), "store_mode", "record | replay | off"),
     (LLMConfig(store_mode="record", store_path=None), "store_path", "a file path"),
@@ -73,9 +77,36 @@ def test_rejected_api_key_is_a_startup_error():
         LLMClient(cfg, env={"OPENAI_API_KEY": "right"}).close()
 
 
-def test_env_values_that_are_not_numbers_are_named():
-    with pytest.raises(LLMConfigError, match=r"concurrency \(\$LLM_CONCURRENCY\)"):
-        LLMConfig.from_env({"LLM_CONCURRENCY": "lots"})
+@pytest.mark.parametrize("env,named", [
+    ({"LLM_CONCURRENCY": "lots"}, r"concurrency \(\$LLM_CONCURRENCY\)"),
+    ({"LLM_CONCURRENCY": "1000000"}, r"concurrency \(\$LLM_CONCURRENCY\): 1000000 is invalid"),
+    ({"LLM_BASE_URL": "http://user:s3cret@127.0.0.1:8000/v1"}, r"base_url \(\$LLM_BASE_URL\)"),
+    ({"LLM_BASE_URL": "http://[::1/v1"}, r"base_url \(\$LLM_BASE_URL\)"),
+])
+def test_bad_env_values_are_one_line_errors_naming_the_variable(env, named):
+    with pytest.raises(LLMConfigError, match=named) as info:
+        LLMConfig.from_env(env)
+    assert "\n" not in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_a_base_url_with_credentials_in_the_client_env_is_a_startup_error():
+    err = start_error(LLMConfig(store_mode="off"), env={"LLM_BASE_URL": "http://user:s3cret@127.0.0.1:8000/v1"})
+    assert err.field == "base_url ($LLM_BASE_URL)" and "s3cret" not in str(err)
+
+
+def test_a_flag_overrides_a_bad_env_value():
+    cfg = LLMConfig.from_env({"LLM_CONCURRENCY": "1000000"}, concurrency=8)
+    assert cfg.concurrency == 8
+
+
+def test_url_secrets_never_reach_messages_or_public_settings():
+    for url in ("http://user:s3cret@h:1/v1", "http://h:1/v1?api_key=s3cret"):
+        with pytest.raises(LLMConfigError) as info:
+            LLMConfig(base_urls=(url,), store_mode="off").validate()
+        assert "s3cret" not in str(info.value)
+        assert "s3cret" not in redact_url(url)
+    public = LLMConfig(base_urls=("http://h:1/v1",), store_mode="off").public_dict()
+    assert public["base_urls"] == ["http://h:1/v1"]
 
 
 def test_from_env_reads_settings_and_flags_win():

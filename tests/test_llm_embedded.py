@@ -7,8 +7,8 @@ import socket
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm import LLMClient, LLMConfig, LLMRequest
-from llm.embedded import find_model_file
+from llm_runtime import LLMClient, LLMConfig, LLMRequest
+from llm_runtime.embedded import find_model_file
 
 
 class Plan(BaseModel):

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from llm import FailureKind
-from llm.parsing import extract_json, parse_answer, strict_schema
+from llm_runtime import FailureKind
+from llm_runtime.parsing import extract_json, parse_answer, response_format
 from tests.llm_helpers.common import Work
 
 
@@ -66,12 +66,11 @@ def test_finish_reason_length_marks_cut_answers_as_truncated():
     assert failure.kind is FailureKind.TRUNCATED_JSON
 
 
-def test_strict_schema_closes_every_object_and_requires_every_property():
-    schema = strict_schema(Nested)
+def test_the_requested_schema_closes_every_object_and_requires_every_property():
+    schema = response_format(Nested, "json_schema")["json_schema"]["schema"]
     assert schema["additionalProperties"] is False and schema["required"] == ["work", "rates"]
     work = schema["$defs"]["Work"]
     assert work["additionalProperties"] is False and work["required"] == ["hours", "reason"]
-    assert "default" not in json.dumps(schema)
 
 
 def test_nested_models_are_coerced_and_validated():

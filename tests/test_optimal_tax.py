@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from calibration.gb2 import gb2_quantile
-from model.economy import LinearPreferences, equilibrium
-from model.optimal_tax import (BlackBoxOptimizer, abc_rate, oracle_rates, pareto_top_rate, reference_elasticities,
-                               reference_saez_rates, saez_rate, stackelberg_evaluator)
-from model.taxes import bracket_set
+from public_finance.economy import LinearPreferences, equilibrium
+from public_finance.optimal_tax import (BlackBoxOptimizer, abc_rate, oracle_rates, pareto_top_rate, pattern_search,
+                                        population_oracle_rates, public_funds_weights, reference_elasticities,
+                                        reference_saez_rates, saez_rate, saez_top_rate, stackelberg_evaluator)
+from public_finance.taxes import bracket_set
 
 
 def spec_population():
@@ -35,6 +36,24 @@ def test_abc_schedule_on_pareto_incomes(pareto_incomes):
 def test_pareto_top_rate(pareto_incomes):
     z = pareto_incomes
     assert pareto_top_rate(z, 1.0 / z, 0.5, 4.0) == pytest.approx(0.4286, abs=0.01)
+
+
+def test_saez_top_rate_with_income_effects(pareto_incomes):
+    """(1 - g) / (1 - g + e_u + e_c (a - 1)): e_u = 0.2, e_c = 0.25, a = 2, g = 0 gives 0.690; without
+    income effects (e_u = e_c) it is the Diamond-Saez form 1 / (1 + a e)."""
+    z = pareto_incomes
+    assert saez_top_rate(z, 0.0, 0.25, 0.2, 4.0) == pytest.approx(1 / 1.45, abs=0.01)
+    assert saez_top_rate(z, 0.0, 0.25, 0.25, 4.0) == pytest.approx(0.6667, abs=0.01)
+    assert np.isnan(saez_top_rate(z, 0.0, 0.25, 0.2, 2 * z.max()))
+
+
+def test_public_funds_weights_balance_the_rebate():
+    """mean(g + eta T'/(1 - T')) = 1: a dollar of rebate is worth what it costs."""
+    rng = np.random.default_rng(4)
+    eta, rates = -rng.uniform(0, 0.3, 50), rng.uniform(0, 0.6, 50)
+    g = public_funds_weights(rng.uniform(0.2, 3, 50), eta, rates)
+    assert np.mean(g + eta * rates / (1 - rates)) == pytest.approx(1.0)
+    assert public_funds_weights([1.0, 3.0], [0.0, 0.0], [0.2, 0.4]).tolist() == [0.5, 1.5]
 
 
 @pytest.mark.parametrize(("brackets", "variant", "elasticity", "expected"), [
@@ -80,6 +99,20 @@ def test_global_oracle_finds_known_optimum():
     rates, value = oracle_rates(lambda r: -np.sum((r - target) ** 2), 5, np.random.default_rng(1),
                                 max_evaluations=3000)
     assert rates == pytest.approx(target, abs=1e-3)
+
+
+def test_pattern_search_follows_a_ridge_to_the_grid_optimum():
+    """A narrow diagonal ridge stops one-rate-at-a-time moves; the pair moves reach the optimum."""
+    target = np.array([0.37, 0.52, 0.18, 0.66, 0.05])
+
+    def ridge(r):
+        d = r - target
+        return -np.sum(d ** 2) - 400 * (d[0] - d[1]) ** 2 - 400 * (d[2] + d[3]) ** 2
+
+    rates, value = pattern_search(ridge, [0.9, 0.1, 0.9, 0.1, 0.9])
+    assert rates == pytest.approx(target, abs=1e-9) and value == pytest.approx(0.0, abs=1e-12)
+    again, _ = population_oracle_rates(ridge, [0.9, 0.1, 0.9, 0.1, 0.9])
+    assert again == pytest.approx(target, abs=1e-9)
 
 
 def test_black_box_improves_from_realised_values_only():

@@ -11,19 +11,23 @@ from calibration.census import sample_census
 
 def test_known_persona_text():
     text = personas.persona_text(
-        "Registered Nurses", 34, "female", "Ohio", "married", 2, 78_420.0, "cautious saver"
+        "Registered Nurses", 34, "female", "Ohio", "married", 2, 37.70, "cautious saver"
     )
     assert text == (
         "You are a 34-year-old woman in Ohio working as one of the nation's registered nurses. "
-        "You are married with two children under 18 and earn about $78,000 a year. "
+        "You are married with two children under 18 and earn about $37.75 an hour. "
         "You save steadily, avoid debt and worry about anything that eats into your income."
     )
 
 
-def test_articles_numbers_and_small_wages():
-    text = personas.persona_text("Cashiers", 18, "male", "Iowa", "single", 1, 4_260.0, "ambitious earner")
+def test_articles_numbers_and_wages_as_said_aloud():
+    text = personas.persona_text("Cashiers", 18, "male", "Iowa", "single", 1, 11.9, "ambitious earner")
     assert text.startswith("You are an 18-year-old man in Iowa") and "one child under 18" in text
-    assert "$4,300 a year" in text
+    assert "earn about $12.00 an hour." in text
+    chief = personas.persona_text(
+        "Chief Executives", 58, "female", "Iowa", "married", 0, 1_254.4, "cautious saver"
+    )
+    assert "earn about $1,254 an hour." in chief
 
 
 def test_sampled_personas_mention_their_attributes():
@@ -36,6 +40,8 @@ def test_sampled_personas_mention_their_attributes():
         assert ("woman" if row.sex == "female" else "man") in text
         assert row.marital_status in text
         assert personas.ATTITUDES[row.financial_attitude][1] in text
+        said = round(row.hourly_wage * 4) / 4 if row.hourly_wage < 100 else round(row.hourly_wage)
+        assert f"earn about ${said:,.{2 if said < 100 else 0}f} an hour." in text
 
 
 def test_persona_is_a_function_of_the_attributes():

@@ -1,13 +1,15 @@
-"""Building blocks: raking, the OEWS wage interpolation, the hours factor and the rebuild steps."""
+"""Building blocks: raking, the OEWS wage interpolation, the sex split, the crosswalk, the rebuild steps."""
 
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from calibration import build_earner_table as build
-from calibration import tables, wage_model
-from calibration.imputation import categorical_rows
+from calibration import occupations, tables, wage_model
+from calibration.build_crosswalk import crosswalk, normalise
+from calibration.census_model import categorical_rows
 from calibration.raking import rake
 
 
@@ -30,27 +32,71 @@ def test_rake_keeps_seed_odds_ratios():
     assert np.isclose(odds(fit), odds(seed))
 
 
-def test_wage_cdf_passes_through_oews_percentiles():
+def test_wage_quantile_function_passes_through_oews_percentiles():
     majors = tables.oews_major_groups()
-    pct = majors[list(tables.OEWS_ANNUAL)].to_numpy(float)
-    cdf = np.stack(
-        [
-            wage_model.log_wage_cdf(np.log(pct[:, k]), pct)[np.arange(len(pct)), np.arange(len(pct))]
-            for k in range(5)
-        ],
-        axis=1,
+    pct = majors[list(tables.OEWS_HOURLY)].to_numpy(float)
+    knots = wage_model.knots(pct)
+    rows = np.repeat(np.arange(len(pct)), 5)
+    z = np.tile(wage_model.Z_POINTS, len(pct))
+    got = np.exp(wage_model.log_wage(z, rows, knots, wage_model.slopes(knots))).reshape(pct.shape)
+    np.testing.assert_allclose(got, pct, rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.02, 0.98), st.floats(-0.35, 0.1), st.floats(1.2, 3.0))
+def test_sex_shift_gives_the_ratio_and_keeps_pooled_percentiles(female, log_ratio, spread):
+    pct = 20.0 * np.array([[spread**-1.0, spread**-0.5, 1.0, spread**0.6, spread**1.3]])
+    knots = wage_model.knots(pct)
+    male, woman, sd = wage_model.sex_shift(knots, np.array([female]), np.array([log_ratio]))
+    slope, row = wage_model.slopes(knots), np.zeros(1, int)
+    gap = wage_model.log_wage(woman, row, knots, slope) - wage_model.log_wage(male, row, knots, slope)
+    sex_variance = female * (1 - female) * (woman - male) ** 2
+    assert sex_variance[0] <= wage_model.MAX_SEX_VARIANCE + 1e-9
+    shift = abs(woman - male)[0]
+    if sex_variance[0] < wage_model.MAX_SEX_VARIANCE - 1e-6 and shift < wage_model.MAX_SHIFT - 1e-6:
+        assert abs(gap[0] - log_ratio) < 1e-6  # the CPS ratio, where no bound binds
+    else:
+        assert abs(gap[0]) <= abs(log_ratio) and gap[0] * log_ratio >= 0  # a smaller gap, same sign
+    # pooled score: P(z < Z_k) for the two-normal mixture stays near the OEWS percentile
+    cdf = female * stats.norm.cdf((wage_model.Z_POINTS - woman) / sd)
+    cdf += (1 - female) * stats.norm.cdf((wage_model.Z_POINTS - male) / sd)
+    np.testing.assert_allclose(cdf, tables.PERCENTILES, atol=0.02)
+
+
+def test_crosswalk_pairs_titles_and_most_specific_rows_win():
+    assert normalise("Cooks, Restaurant") == "cooks restaurant" == normalise("cooks and restaurant")
+    cps = pd.DataFrame(
+        {
+            "cps_occupation": ["Things jobs", "Cooks", "Cooks, restaurant", "Other things workers", "Tiny"],
+            "level": ["major_group", "occupation", "occupation", "occupation", "occupation"],
+            "major_code": ["35-0000"] * 5,
+            "women": [50.0, 40.0, 30.0, 80.0, np.nan],
+            "employed": [100.0, 10.0, 20.0, 5.0, 1.0],
+        }
     )
-    np.testing.assert_allclose(cdf, np.tile(tables.PERCENTILES, (len(pct), 1)), atol=1e-6)
-
-
-def test_hours_factor_recovers_a_known_shift():
-    pct = np.array([[30_000, 40_000, 50_000, 65_000, 90_000]], float)
-    edges = np.concatenate([[-np.inf], np.log(np.geomspace(2_000, 400_000, 60)), [np.inf]])
-    probs = wage_model.band_probabilities(edges, pct)
-    k = 30
-    target = probs[:, k, 0]
-    fitted = wage_model.fit_hours_factor(probs, np.ones(1), target)
-    assert fitted[k - 1 : k + 2].sum() > 0.95
+    oews = pd.DataFrame(
+        {
+            "soc_code": ["35-2010", "35-2014", "35-9099"],
+            "occupation_title": ["Cooks", "Cooks, Restaurant", "Tiny"],
+            "soc_level": ["broad", "detailed", "detailed"],
+        }
+    )
+    pairs = crosswalk(cps, oews)
+    assert set(zip(pairs["cps_occupation"], pairs["soc_code"])) == {
+        ("Cooks", "35-2010"),
+        ("Cooks, restaurant", "35-2014"),
+        ("Tiny", "35-9099"),
+    }
+    residual = pd.DataFrame({"cps_occupation": ["Other things workers"], "soc_code": ["35-9000"]})
+    pairs = pd.concat([pairs, residual])
+    codes = ["35-2014", "35-2011", "35-9011", "35-9099", "35-1012"]
+    value, level = occupations.resolve(codes, pairs, cps, cps["women"], cps["employed"])
+    # detailed row; broad "Cooks"; minor residual "Other ..."; unpublished "Tiny" to the minor; major group
+    np.testing.assert_allclose(value, [30.0, 40.0, 80.0, 80.0, 50.0])
+    assert level.tolist() == [7, 6, 4, 4, 3]
+    two = pd.DataFrame({"cps_occupation": ["Cooks", "Cooks, restaurant"], "soc_code": ["35-2014", "35-2014"]})
+    combined, _ = occupations.resolve(["35-2014"], two, cps, cps["women"], cps["employed"])
+    assert np.isclose(combined[0], (40 * 10 + 30 * 20) / 30)
 
 
 def test_categorical_rows_follow_probabilities():

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.taxes import BRACKET_SETS, TaxSchedule, bracket_set
+from public_finance.taxes import BRACKET_SETS, TaxSchedule, bracket_set
 
 
 def test_2025_single_taxable_100k():

@@ -7,7 +7,7 @@ import pytest
 
 from agents.voting import RationalElection, equilibrium_utilities
 from model.model import EconomyModel
-from model.network import NETWORKS, build_network, neighbour_share
+from agents.network import NETWORKS, build_network, neighbour_share
 
 
 def flat_economy(skills, **kwargs):

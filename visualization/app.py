@@ -6,24 +6,19 @@ the panels out in a draggable grid on two pages: the economy (page 0) and its ag
 Reset builds a new :class:`~visualization.parameters.DashboardEconomy` from the controls.
 
 Every browser session starts from the module-level model below and gets a model of its own on
-its first Reset.
+its first Reset. :func:`Layout` is the page's frame: Solara's app layout plus the dashboard's CSS.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import solara
+from mesa.visualization import SolaraViz
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `solara run` imports this file by path
-
-import solara  # noqa: E402
-from mesa.visualization import SolaraViz  # noqa: E402
-
-from visualization.charts import (CurrentSchedule, HoursHistogram, IncomeDistribution,  # noqa: E402
+from visualization.charts import (CurrentSchedule, HoursHistogram, IncomeDistribution,
                                   InequalityChart, ObjectiveChart, ScheduleHistory)
-from visualization.panels import (ElectionResults, InequalitySummary, LLMAccounting, RunStatus,  # noqa: E402
+from visualization.panels import (ElectionResults, InequalitySummary, LLMAccounting, RunStatus,
                                   SocialNetwork, WorkerInspector)
-from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy  # noqa: E402
+from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
 
 PAGES = {
     "Economy": [RunStatus, CurrentSchedule, ObjectiveChart, ScheduleHistory, HoursHistogram,
@@ -51,6 +46,28 @@ COMPONENTS = [(fitted(panel), page) for page, panels in enumerate(PAGES.values()
 
 NAME = "LLM Economist"
 PLAY_INTERVAL_MS = 200
+
+# Vuetify shows a slider's value in its thumb label only while the slider is dragged, and SolaraViz
+# builds its sliders without a way to change that; the rule keeps every thumb label in view
+SLIDER_VALUES_CSS = """
+.v-slider .v-slider__thumb-label-container { display: block !important; }
+.v-slider .v-slider__thumb-label.v-slider__thumb-label {
+    transform: translateX(-50%) !important; bottom: auto; top: 7px; width: auto !important;
+    height: auto !important; min-width: 20px; border-radius: 0; font-size: 0.75rem;
+    background-color: transparent !important; color: rgba(0, 0, 0, 0.6) !important;
+}
+.theme--dark .v-slider .v-slider__thumb-label.v-slider__thumb-label { color: rgba(255, 255, 255, 0.7) !important; }
+.v-slider .v-slider__thumb-label > * { transform: none !important; }
+.v-input__slider { padding-bottom: 12px; }
+"""
+
+
+@solara.component
+def Layout(children=()):
+    """Solara's app layout (what ``solara run`` uses by default) around the page and the dashboard's CSS."""
+    # one child: AppLayout would take the first of several for its sidebar
+    solara.AppLayout(children=[solara.Div(children=[solara.Style(SLIDER_VALUES_CSS), *children])])
+
 
 model = DashboardEconomy(**DEFAULTS)
 page = SolaraViz(model, components=COMPONENTS, model_params=CONTROLS, name=NAME,

@@ -7,8 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from model.model import PRESET_DEFAULTS, EconomyModel
-from model.taxes import bracket_set
+from model.model import EconomyModel
+from model.params import PRESETS
+from public_finance.taxes import bracket_set
 
 BASELINES = ("us_federal", "saez", "oracle")
 ORACLE_MAX_WORKERS = 500
@@ -19,7 +20,7 @@ SHARED_ARGUMENTS = ("workers", "preset", "brackets", "objective", "tax_year_leng
 def baseline_planners(model_kwargs: dict) -> tuple[str, ...]:
     """Baselines that apply: US federal only on US brackets, the oracle only up to 500 workers."""
     preset = model_kwargs.get("preset", "calibrated")
-    brackets = model_kwargs.get("brackets") or PRESET_DEFAULTS[preset]["brackets"]
+    brackets = model_kwargs.get("brackets") or PRESETS[preset]["brackets"]
     names = [name for name in BASELINES if name != "us_federal" or bracket_set(brackets).statutory]
     if model_kwargs.get("workers", 100) > ORACLE_MAX_WORKERS:
         names.remove("oracle")

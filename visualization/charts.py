@@ -95,6 +95,12 @@ def steps_axis(axes):
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def workers_axis(axes):
+    """A count of workers: whole-number ticks."""
+    axes.set_ylabel("workers")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 @solara.component
 def CurrentSchedule(model):
     """Marginal rate per bracket in force now."""
@@ -172,7 +178,7 @@ def HoursHistogram(model):
         axes.set_title(f"Weekly hours (mean {hours.mean():.1f})", fontsize=11)
         axes.hist(hours, bins=np.linspace(0, model.hours_cap, 21), color="tab:orange", edgecolor="white")
         axes.set_xlabel("hours per week")
-        axes.set_ylabel("workers")
+        workers_axis(axes)
 
     Chart(draw, [id(model), fingerprint(hours)])
 
@@ -189,11 +195,13 @@ def IncomeDistribution(model):
         top = max(np.quantile(pre_tax, 0.99), np.quantile(post_tax, 0.99), 1.0)
         bins = np.linspace(0, top, 31)
         axes.set_title("Income distribution", fontsize=11)
-        axes.hist(np.minimum(pre_tax, top), bins=bins, alpha=0.55, label="pre-tax", color="tab:blue")
-        axes.hist(np.minimum(post_tax, top), bins=bins, alpha=0.55, label="post-tax + rebate",
-                  color="tab:green")
+        # pre-tax filled, post-tax outlined on top: where they overlap both stay visible
+        axes.hist(np.minimum(pre_tax, top), bins=bins, histtype="stepfilled", alpha=0.35, color="tab:blue",
+                  edgecolor="tab:blue", label="pre-tax")
+        axes.hist(np.minimum(post_tax, top), bins=bins, histtype="step", linewidth=2, color="tab:green",
+                  label="post-tax + rebate")
         axes.set_xlabel("annual income ($; top 1% pooled in the last bin)", fontsize=9)
-        axes.set_ylabel("workers")
+        workers_axis(axes)
         axes.legend(fontsize=8)
 
     Chart(draw, [id(model), fingerprint(pre_tax, post_tax)])

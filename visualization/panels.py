@@ -9,11 +9,10 @@ import solara
 from matplotlib.collections import LineCollection
 from mesa.visualization.utils import update_counter
 
-from agents.worker import WorkerAgent
-from model.model import PRESET_DEFAULTS
 from visualization.charts import Chart
 
 NETWORK_COLOURINGS = ("vote", "satisfaction")
+SKILL_LABEL = "skill ($ a year per weekly hour)"
 LIVE_INTERVAL_S = 1.0
 
 
@@ -59,8 +58,8 @@ def RunStatus(model):
         solara.Error(f"Invalid parameter - {model.input_error}. Showing the default economy; "
                      "correct the value and press Reset.")
     kwargs = model.model_kwargs
-    planner = kwargs["planner"] or PRESET_DEFAULTS[model.preset]["planner"]
-    if getattr(model, "election", None) is not None:
+    planner = model.params.planner
+    if not model.params.uses_planner:
         planner = "elected leader"
     solara.Markdown(
         f"**Step {int(model.time)} of {model.max_steps}** · {len(model.workforce)} workers · "
@@ -115,7 +114,7 @@ def worker_value(model, agent, name: str):
 
 def worker_values(model, name: str) -> list:
     """:func:`worker_value` of every worker in index order; missing values (NaN, a vote of -1) as None."""
-    workers = sorted(model.agents_by_type[WorkerAgent], key=lambda agent: agent.index)
+    workers = sorted(model.workers, key=lambda agent: agent.index)
     values = [worker_value(model, agent, name) for agent in workers]
     return [None if value is None or value != value or (name == "vote" and value == -1) else value
             for value in values]
@@ -185,10 +184,12 @@ def worker_history(model, agent):
     """The worker's collected data (skill, hours, income, tax, utility) per step, or None if not collected."""
     if not model.agent_interval:
         return None
-    frame = model.datacollector.get_agenttype_vars_dataframe(WorkerAgent)
+    frame = model.datacollector.get_agenttype_vars_dataframe(model.worker_class)
     if frame.empty:
         return None
-    return frame.xs(agent.unique_id, level="AgentID").drop(columns="AgentType", errors="ignore")
+    history = frame.xs(agent.unique_id, level="AgentID").drop(columns="AgentType", errors="ignore")
+    history.index = history.index.astype(int).rename("step")  # Mesa keys rows by its float time
+    return history.rename(columns={"skill": SKILL_LABEL})
 
 
 @solara.component
@@ -200,7 +201,7 @@ def WorkerInspector(model):
         index, problem = parse_worker_index(text, len(model.workforce)), None
     except ValueError as error:
         index, problem = None, str(error)
-    agent = None if index is None else next(a for a in model.agents_by_type[WorkerAgent] if a.index == index)
+    agent = None if index is None else next(a for a in model.workers if a.index == index)
     history = solara.use_memo(lambda: None if agent is None else worker_history(model, agent),
                               [id(model), int(model.time), index])
     solara.InputText(label=f"Worker index (0-{len(model.workforce) - 1})", value=text, on_value=set_text)
@@ -208,7 +209,9 @@ def WorkerInspector(model):
         solara.Error(problem)
         return
     solara.Markdown(f"**Persona:** {agent.persona or 'none (this population has no personas)'}")
-    solara.Text(f"skill ${agent.skill:,.0f}/h · hours {agent.hours:.1f} · income ${agent.income:,.0f} · "
+    wage = agent.attribute("hourly_wage")
+    pay = f"wage ${wage:,.2f}/h" if wage is not None else f"skill ${agent.skill:,.0f} a year per weekly hour"
+    solara.Text(f"{pay} · hours {agent.hours:.1f} · income ${agent.income:,.0f} a year · "
                 f"tax ${agent.tax:,.0f} · utility {agent.utility:.3f}")
     exchanges = getattr(model.worker_mind, "last_exchange", None)
     if exchanges is None:

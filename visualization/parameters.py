@@ -8,85 +8,74 @@ allowed values) and stops running, so the page shows the message and keeps servi
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
+from agents.network import NETWORKS
 from agents.planner import PLANNERS
 from agents.worker import WORKER_MINDS
-from llm.config import BACKENDS
-from model.model import PRESET_DEFAULTS, PRESETS, SCENARIOS, EconomyModel
-from model.network import NETWORKS
-from model.taxes import BRACKET_SETS
-from model.welfare import OBJECTIVES
+from model.model import EconomyModel
+from model.params import BACKENDS, PRESETS, EconomyParams
+from model.scenarios import SCENARIOS
+from public_finance.taxes import BRACKET_SETS
+from public_finance.welfare import OBJECTIVES
+from validation import validate
 from visualization.baselines import ORACLE_MAX_EVALUATIONS
 
 PRESET_DEFAULT = "preset default"
 SCENARIO_DEFAULT = "scenario default"
-PLANNER_NAMES = (*PLANNERS, "llm")
 MAX_WORKERS = 10_000
+
+
+class DashboardParams(EconomyParams):
+    """The model's parameters, with the sizes a browser session can show."""
+
+    workers: Annotated[int, Field(ge=2, le=MAX_WORKERS, json_schema_extra={
+        "allowed": f"a whole number from 2 to {MAX_WORKERS}"})] = 100
+    tax_year_length: Annotated[int, Field(ge=1, le=10_000)] = 25
+    max_steps: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+
+def _select(name: str, label: str, values, default=None) -> dict:
+    values = list(values)
+    return {"type": "Select", "value": default or values[0], "values": values, "label": label}
+
 
 CONTROLS = {
     "workers": {"type": "InputText", "value": "100", "label": f"Workers (2-{MAX_WORKERS})"},
-    "preset": {"type": "Select", "value": "calibrated", "values": list(PRESETS), "label": "Preset"},
-    "brackets": {"type": "Select", "value": PRESET_DEFAULT, "values": [PRESET_DEFAULT, *BRACKET_SETS],
-                 "label": "Brackets"},
-    "planner": {"type": "Select", "value": PRESET_DEFAULT, "values": [PRESET_DEFAULT, *PLANNER_NAMES],
-                "label": "Planner"},
-    "objective": {"type": "Select", "value": PRESET_DEFAULT, "values": [PRESET_DEFAULT, *OBJECTIVES],
-                  "label": "Objective"},
-    "worker_mind": {"type": "Select", "value": "rational", "values": list(WORKER_MINDS),
-                    "label": "Worker mind"},
-    "backend": {"type": "Select", "value": "auto", "values": list(BACKENDS), "label": "LLM backend"},
-    "tax_year_length": {"type": "SliderInt", "value": 25, "min": 1, "max": 100, "step": 1,
+    "preset": _select("preset", "Preset", PRESETS),
+    "brackets": _select("brackets", "Brackets", [PRESET_DEFAULT, *BRACKET_SETS]),
+    "planner": _select("planner", "Planner", [PRESET_DEFAULT, *PLANNERS], default="blackbox"),
+    "objective": _select("objective", "Objective", [PRESET_DEFAULT, *OBJECTIVES]),
+    "worker_mind": _select("worker_mind", "Worker mind", WORKER_MINDS),
+    "backend": _select("backend", "LLM backend", BACKENDS),
+    "tax_year_length": {"type": "SliderInt", "value": 5, "min": 1, "max": 100, "step": 1,
                         "label": "Tax-year length (steps)"},
     "max_steps": {"type": "SliderInt", "value": 100, "min": 10, "max": 500, "step": 10,
                   "label": "Steps to run"},
-    "scenario_name": {"type": "Select", "value": SCENARIOS[0], "values": list(SCENARIOS),
-                      "label": "Scenario"},
-    "network": {"type": "Select", "value": SCENARIO_DEFAULT, "values": [SCENARIO_DEFAULT, *NETWORKS],
-                "label": "Social network"},
+    "scenario_name": _select("scenario_name", "Scenario", SCENARIOS),
+    "network": _select("network", "Social network", [SCENARIO_DEFAULT, *NETWORKS]),
     "rng": {"type": "InputText", "value": "42", "label": "Seed"},
 }
-"""``model_params`` for :class:`~mesa.visualization.SolaraViz`."""
+"""``model_params`` for :class:`~mesa.visualization.SolaraViz`. The default economy moves when played:
+the black-box planner tries new rates at the end of each 5-step tax year."""
 
 DEFAULTS = {name: spec["value"] for name, spec in CONTROLS.items()}
 
 
-def _whole_number(name, value, low, high):
-    text = str(value).strip()
-    try:
-        number = int(text)
-    except ValueError:
-        number = None
-    if number is None or not low <= number <= high:
-        raise ValueError(f"{name}: must be a whole number from {low} to {high}, got {value!r}")
-    return number
-
-
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}: unknown value {value!r}; allowed: {', '.join(map(str, allowed))}")
-    return None if value in (PRESET_DEFAULT, SCENARIO_DEFAULT) else value
-
-
-def model_kwargs(workers, preset, brackets, planner, objective, worker_mind, backend, tax_year_length,
-                 max_steps, scenario_name, network, rng) -> dict:
-    """Validate control values and turn them into :class:`EconomyModel` keyword arguments."""
-    preset = _choice("preset", preset, PRESETS)
-    planner = _choice("planner", planner, [PRESET_DEFAULT, *PLANNER_NAMES])
-    return {
-        "workers": _whole_number("workers", workers, 2, MAX_WORKERS),
-        "preset": preset,
-        "brackets": _choice("brackets", brackets, [PRESET_DEFAULT, *BRACKET_SETS]),
-        "planner": planner,
-        "objective": _choice("objective", objective, [PRESET_DEFAULT, *OBJECTIVES]),
-        "worker_mind": _choice("worker_mind", worker_mind, list(WORKER_MINDS)),
-        "backend": _choice("backend", backend, BACKENDS),
-        "scenario_name": _choice("scenario_name", scenario_name, SCENARIOS),
-        "network": _choice("network", network, [SCENARIO_DEFAULT, *NETWORKS]),
-        "tax_year_length": _whole_number("tax_year_length", tax_year_length, 1, 10_000),
-        "max_steps": _whole_number("max_steps", max_steps, 1, 100_000),
-        "planner_options": ({"max_evaluations": ORACLE_MAX_EVALUATIONS}
-                            if (planner or PRESET_DEFAULTS[preset]["planner"]) == "oracle" else None),
-        "rng": _whole_number("seed", rng, 0, 2**32 - 1),
-    }
+def model_kwargs(**values) -> dict:
+    """Validate control values (text fields arrive as strings) into :class:`EconomyModel` keyword arguments."""
+    seed = str(values.pop("rng")).strip()
+    if not seed.isdigit() or int(seed) >= 2**32:
+        raise ValueError(f"seed: {seed!r} is not a seed; allowed: an integer from 0 to 4_294_967_295")
+    chosen = {name: value for name, value in values.items() if value not in (PRESET_DEFAULT, SCENARIO_DEFAULT)}
+    params = validate(DashboardParams, {name: str(value) for name, value in chosen.items()}, strings=True)
+    kwargs = {name: getattr(params, name) if name in chosen else None for name in values}
+    kwargs["preset"] = params.preset
+    if params.planner == "oracle":
+        kwargs["planner_options"] = {"max_evaluations": ORACLE_MAX_EVALUATIONS}
+    return {**kwargs, "rng": int(seed)}
 
 
 class DashboardEconomy(EconomyModel):
@@ -96,8 +85,8 @@ class DashboardEconomy(EconomyModel):
     ``scenario`` for its own :class:`~mesa.experimental.scenarios.Scenario`.
     """
 
-    def __init__(self, workers="100", preset="calibrated", brackets=PRESET_DEFAULT, planner=PRESET_DEFAULT,
-                 objective=PRESET_DEFAULT, worker_mind="rational", backend="auto", tax_year_length=25,
+    def __init__(self, workers="100", preset="calibrated", brackets=PRESET_DEFAULT, planner="blackbox",
+                 objective=PRESET_DEFAULT, worker_mind="rational", backend="auto", tax_year_length=5,
                  max_steps=100, scenario_name="rational", network=SCENARIO_DEFAULT, rng="42"):
         values = dict(workers=workers, preset=preset, brackets=brackets, planner=planner, objective=objective,
                       worker_mind=worker_mind, backend=backend, tax_year_length=tax_year_length,

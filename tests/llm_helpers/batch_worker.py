@@ -1,12 +1,12 @@
-"""Runs one batch in its own process (for kill -9 tests): python batch_worker.py BASE_URL STORE N OUT."""
+"""Runs one batch in its own process (for kill -9 tests).
+
+    python -m tests.llm_helpers.batch_worker BASE_URL STORE N OUT [RUN]
+"""
 
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from llm import LLMClient, LLMConfig
+from llm_runtime import LLMClient, LLMConfig
 from tests.llm_helpers.common import outcome, work_requests
 
 

@@ -7,7 +7,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm import LLMRequest
+from llm_runtime import LLMRequest
 
 
 class Work(BaseModel):

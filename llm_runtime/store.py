@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -35,7 +32,6 @@ CREATE TABLE IF NOT EXISTS responses (
 )"""
 
 
-AUTOCHECKPOINT_PAGES = 16384
 WRITE_RETRY_S = 0.0002
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
@@ -43,10 +39,6 @@ _INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,
 def identity_of(key: Hashable) -> str:
     """Canonical text of a caller's key (a string or a tuple of plain values)."""
     return json.dumps(list(key) if isinstance(key, (tuple, list)) else key, separators=(",", ":"), default=str)
-
-
-def request_hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
@@ -82,9 +74,6 @@ class ResponseStore:
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # the LLM layer folds the log into the database at quiet moments (``checkpoint``); the automatic
-            # fold, which lands on whichever commit crosses its threshold, is kept for a log this large only
-            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._opened_lock:
                 self._opened.append(conn)
@@ -143,20 +132,6 @@ class ResponseStore:
         finally:
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
 
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database as far as no reader needs it (never blocks writers)."""
-        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def keys_for(self, identities: list[str]) -> set[tuple[str, int, str]]:
-        """(identity, attempt, request_hash) of every stored row for these identities."""
-        conn, found = self._conn(), set()
-        for i in range(0, len(identities), 500):
-            chunk = identities[i:i + 500]
-            found.update(conn.execute(
-                "SELECT identity, attempt, request_hash FROM responses WHERE identity IN "
-                f"({','.join('?' * len(chunk))})", chunk).fetchall())
-        return found
-
     def count(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
@@ -192,70 +167,3 @@ class ResponseStore:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
-
-
-class GroupWriter:
-    """Commits rows for an event loop from a writer thread, grouping rows that arrive together.
-
-    ``await writer.put(row)`` returns only after the transaction holding ``row`` has committed, so every
-    response is still stored before it is used; grouping only saves work per commit.
-    """
-
-    def __init__(self, store: ResponseStore):
-        self.store = store
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="llm-store-writer", daemon=True)
-        self._thread.start()
-
-    def checkpoint_soon(self) -> None:
-        """Fold the log into the database from the writer thread, after the rows queued so far."""
-        self._queue.put(_CHECKPOINT)
-
-    async def put(self, row: tuple) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put((row, future))
-        await future
-
-    def _run(self) -> None:
-        while True:
-            items = [self._queue.get()]
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(item is None for item in items)
-            checkpoint = any(item is _CHECKPOINT for item in items)
-            items = [item for item in items if item is not None and item is not _CHECKPOINT]
-            if items:
-                try:
-                    self.store.put_rows([row for row, _ in items])
-                    error = None
-                except Exception as err:  # noqa: BLE001 - reported to every waiting request
-                    error = err
-                loop = items[0][1].get_loop()
-                loop.call_soon_threadsafe(_settle, [f for _, f in items], error)
-            if checkpoint:
-                try:
-                    self.store.checkpoint()
-                except sqlite3.Error:  # e.g. busy: the next batch's checkpoint, or the automatic one, folds it
-                    pass
-            if stop:
-                return
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(30)
-
-
-_CHECKPOINT = object()
-
-
-def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:
-    for future in futures:
-        if not future.done():
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)

@@ -5,28 +5,26 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import itertools
 import logging
 import os
-import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sized
 from typing import Self
 
 import openai
 
 from .accounting import Accounting
-from .config import Backend, LLMConfig, resolve_backend
+from .config import Backend, LLMConfig, redact_url, resolve_backend
 from .engine import Engine
 from .errors import LLMConfigError
-from .records import LLMRequest, LLMResult, RequestStream
-from .shards import MIN_BATCH, ShardPool, ShardSpec, build_endpoints, build_engine, picklable
+from .records import LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
 
-log = logging.getLogger("llm")
+log = logging.getLogger("llm_runtime")
 Progress = Callable[[int, int], None]
+SEND_EVERY = 64
 
 
 class _LoopThread:
@@ -67,28 +65,26 @@ class LLMClient:
     """
 
     def __init__(self, config: LLMConfig | None = None, *, env: dict | None = None):
-        self.config = config or LLMConfig.from_env()
-        self.backend: Backend = resolve_backend(self.config, env)
+        self.config = cfg = config or LLMConfig.from_env()
+        self.backend: Backend = resolve_backend(cfg, env)
         self.accounting = Accounting()
         self.embedded = None
         self._loop: _LoopThread | None = None
+        self._engine: Engine | None = None
         self._endpoints: list[Endpoint] = []
         self._closed = False
-        cfg = self.config
         try:
             self.store = ResponseStore(cfg.store_path) if cfg.store_mode != "off" else None
         except (OSError, sqlite3.Error) as err:
             raise LLMConfigError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
                                  "a writable SQLite file path") from None
         urls, model = self.backend.base_urls, self.backend.model
-        # the embedded server works through `slots` requests at a time: more in flight would only let time
-        # spent queueing there count against the request timeout
         embedded = self.backend.kind == "embedded"
+        # the embedded server answers `slots` requests at a time: more in flight would only wait there,
+        # against the request timeout
         self.concurrency = min(cfg.concurrency, cfg.embedded_slots) if embedded else cfg.concurrency
-        self._processes = cfg.processes or (1 if embedded else max(1, min(os.cpu_count() or 1, 4)))
-        self._shards: ShardPool | None = None
         try:
-            if self.backend.kind == "embedded":
+            if embedded:
                 from .embedded import EmbeddedServer
 
                 model = os.path.splitext(os.path.basename(self.backend.model_path))[0]
@@ -98,95 +94,75 @@ class LLMClient:
                                                    threads=cfg.embedded_threads).start()
                     urls = (self.embedded.base_url,)
                 else:
-                    urls = ("http://127.0.0.1:9/v1",)
+                    urls = ("http://127.0.0.1:9/v1",)  # replay sends nothing
             self._loop = _LoopThread()
-            endpoints = self._endpoints = self._loop.run(self._make_endpoints(urls))
+            self._endpoints = self._loop.run(self._make_endpoints(urls))
             if cfg.check_server and cfg.store_mode != "replay":
-                model = self._loop.run(self._check(endpoints, model))
+                model = self._loop.run(self._check(model))
             if model is None:
                 raise LLMConfigError("model", "not set", "a model name served at base_urls (model / LLM_MODEL)")
             self.model = model
-            self._engine = self._loop.run(self._make_engine(endpoints, model))
+            self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
+                                  concurrency=self.concurrency, accounting=self.accounting)
         except BaseException:
             self.close()
             raise
         atexit.register(self.close)
 
-    def _spec(self, urls, model, processes: int = 1) -> ShardSpec:
-        return ShardSpec(self.config, tuple(urls), self.backend.api_key or "not-needed", model,
-                         -(-self.concurrency // processes))
+    async def _make_endpoints(self, urls: tuple[str, ...]) -> list[Endpoint]:
+        """One endpoint per server, made on the loop that will use them; each may take every request."""
+        cfg = self.config
+        return [Endpoint(url, self.backend.api_key or "not-needed", concurrency=self.concurrency,
+                         timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
+                         max_retries=cfg.max_retries) for url in urls]
 
-    async def _make_endpoints(self, urls) -> list[Endpoint]:
-        return build_endpoints(self._spec(urls, None))
-
-    async def _make_engine(self, endpoints, model) -> Engine:
-        return build_engine(self._spec([ep.base_url for ep in endpoints], model), endpoints, self.store,
-                            self.accounting)
-
-    async def _check(self, endpoints: list[Endpoint], model: str | None) -> str | None:
+    async def _check(self, model: str | None) -> str | None:
         """Ask each server for its models; unreachable servers and rejected keys are config errors."""
-        for ep in endpoints:
+        for ep in self._endpoints:
             client = ep.client.with_options(max_retries=0, timeout=self.config.connect_timeout_s)
+            shown = redact_url(ep.base_url)
             try:
                 listed = await client.models.list()
                 ids = [m.id for m in listed.data]
                 model = model or (ids[0] if ids else None)
             except openai.AuthenticationError:
-                raise LLMConfigError("api_key", f"rejected by {ep.base_url}",
+                raise LLMConfigError("api_key", f"rejected by {shown}",
                                      "a valid key in OPENAI_API_KEY or LLM_API_KEY") from None
             except openai.APIConnectionError as err:
-                raise LLMConfigError("base_url", f"cannot reach {ep.base_url} ({type(err).__name__})",
+                raise LLMConfigError("base_url", f"cannot reach {shown} ({type(err).__name__})",
                                      "the URL of a running OpenAI-compatible server") from None
             except openai.APIStatusError:
                 pass  # reachable; some servers have no /models
         return model
 
     # ---- public API -----------------------------------------------------------------------------
-    def run_batch(self, requests: Sequence[LLMRequest] | RequestStream,
-                  progress: Progress | None = None) -> list[LLMResult]:
+    def run_batch(self, requests: Iterable[LLMRequest], progress: Progress | None = None) -> list[LLMResult]:
         """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread.
 
-        ``requests``: a sequence, or a ``RequestStream`` whose requests are built as they are taken (with
-        worker processes, the first ones are answered while the rest are still being built).
+        ``requests``: a sequence, or any sized iterable such as a ``RequestStream``; each request is on its way
+        as soon as it is taken, while the next ones are still being built.
         """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
-        total = len(requests)
-        if self._processes > 1 and total >= MIN_BATCH:
-            iterator = iter(requests)
-            head = list(itertools.islice(iterator, 1))  # later chunks are checked as they are sent
-            if picklable(head):
-                return self._run_sharded(itertools.chain(head, iterator), total, progress)
-            requests = head + list(iterator)
-        elif not isinstance(requests, Sequence):
-            requests = list(requests)
-        if progress is None:
-            return self._loop.run(self._engine.run_batch(requests))
-        done_q: queue.SimpleQueue = queue.SimpleQueue()
-        future = self._loop.submit(self._engine.run_batch(requests, done_q.put))
-        done = 0
-        progress(0, total)
-        while done < total:
-            try:
-                done_q.get(timeout=0.2)
-                done += 1
-                progress(done, total)
-            except queue.Empty:
-                if future.done():
-                    break
-        return future.result()
-
-    def _run_sharded(self, requests: Iterable[LLMRequest], total: int, progress: Progress | None) -> list[LLMResult]:
-        if self._shards is None:
-            self._shards = ShardPool(self._processes, self._spec([ep.base_url for ep in self._endpoints], self.model,
-                                                                 self._processes))
-        pool, endpoints = self._shards, self._endpoints
-        pool.format_levels = [max(a, ep.format_level) for a, ep in zip(pool.format_levels, endpoints, strict=True)]
+        total = len(requests) if isinstance(requests, Sized) else None
+        futures: list[concurrent.futures.Future] = []
         try:
-            return pool.run_batch(requests, total, self.accounting, progress)
-        finally:
-            for ep, level in zip(endpoints, pool.format_levels, strict=True):
-                ep.format_level = level
+            for n, request in enumerate(requests, 1):
+                futures.append(self._loop.submit(self._engine.run_one(request)))
+                if n % SEND_EVERY == 0:  # the loop sends these before more prompts take the interpreter's lock
+                    self._loop.run(asyncio.sleep(0))
+            if total is not None and len(futures) != total:
+                raise ValueError(f"requests: {len(futures)} given, but the batch said {total}")
+            if progress is not None:
+                progress(0, len(futures))
+                for done, _ in enumerate(concurrent.futures.as_completed(futures), 1):
+                    progress(done, len(futures))
+            return [future.result() for future in futures]
+        except BaseException:  # e.g. Ctrl-C, a replay miss, or the caller's generator failed: end the batch
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)
+            raise
 
     def complete(self, request: LLMRequest) -> LLMResult:
         return self.run_batch([request])[0]
@@ -202,17 +178,11 @@ class LLMClient:
         if self._closed:
             return
         self._closed = True
-        if self._shards is not None:
-            self._shards.close()
         if self._loop is not None:
-            engine = getattr(self, "_engine", None)
             try:
                 self._loop.run(_cancel_pending())  # e.g. a batch interrupted by Ctrl-C: end it before closing
-                if engine is not None:
-                    self._loop.run(engine.aclose())
-                else:
-                    for ep in self._endpoints:
-                        self._loop.run(ep.aclose())
+                for ep in self._endpoints:
+                    self._loop.run(ep.aclose())
             except Exception as err:  # noqa: BLE001 - closing must not raise
                 log.debug("closing the LLM client: %s", type(err).__name__)
             self._loop.stop()

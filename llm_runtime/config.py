@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from .errors import LLMConfigError
 
@@ -14,16 +14,27 @@ STORE_MODES = ("record", "replay", "off")
 API_KEY_ENV = ("OPENAI_API_KEY", "LLM_API_KEY")
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+MAX_CONCURRENCY = 4096
+URL_FORM = "http(s)://host[:port]/v1, the key in OPENAI_API_KEY or LLM_API_KEY"
+_ENV = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "model": ("LLM_MODEL", str),
+        "concurrency": ("LLM_CONCURRENCY", int), "timeout_s": ("LLM_TIMEOUT", float),
+        "max_retries": ("LLM_MAX_RETRIES", int), "store_path": ("LLM_STORE", str),
+        "store_mode": ("LLM_STORE_MODE", str), "embedded_model_path": ("LLM_EMBEDDED_MODEL", str),
+        "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int)}
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """Settings; the API key is never a field: it is read from ``OPENAI_API_KEY`` or ``LLM_API_KEY``."""
+    """Settings; the API key is never a field: it is read from ``OPENAI_API_KEY`` or ``LLM_API_KEY``.
+
+    ``concurrency`` is the most requests in flight: above an inference server's parallel slots (vLLM's
+    default is 256), so the server's own queue never runs dry while answers travel back.
+    """
 
     backend: str = "auto"
     base_urls: tuple[str, ...] = ()
     model: str | None = None
-    concurrency: int = 16
+    concurrency: int = 512
     timeout_s: float = 60.0
     max_retries: int = 2
     max_reasks: int = 2
@@ -33,43 +44,43 @@ class LLMConfig:
     store_path: str | None = "results/llm_responses.sqlite"
     store_mode: str = "record"
     embedded_model_path: str | None = None
-    # One slot: on small CPUs llama.cpp's parallel slots add no throughput, only waiting (2 vCPU: 8 worker prompts
-    # in 12.7 s with 1 slot, 12.6 s with 4; 13 s against 66 s with other jobs running); the client sends at most
-    # `slots` requests at once.
+    # llama.cpp's parallel slots add little on a few CPU cores and make each answer wait longer
     embedded_slots: int = 1
     embedded_ctx_per_slot: int = 8192
     embedded_threads: int | None = None
-    # worker processes for large batches (None: up to 4, one per core, except for the embedded model)
-    processes: int | None = None
     check_server: bool = True
     connect_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.base_urls, str):
-            object.__setattr__(self, "base_urls", tuple(u for u in self.base_urls.split(",") if u))
-        else:
-            object.__setattr__(self, "base_urls", tuple(self.base_urls))
+        urls = self.base_urls.split(",") if isinstance(self.base_urls, str) else self.base_urls
+        object.__setattr__(self, "base_urls", tuple(u.strip() for u in urls if u.strip()))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> LLMConfig:
-        """Settings from ``LLM_*`` variables; keyword overrides (e.g. command-line flags) win."""
+        """Settings from ``LLM_*`` variables; keyword overrides (e.g. command-line flags) win.
+
+        A bad value read from the environment is an error naming its variable.
+        """
         env = os.environ if env is None else env
-        read = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "model": ("LLM_MODEL", str),
-                "concurrency": ("LLM_CONCURRENCY", int), "timeout_s": ("LLM_TIMEOUT", float),
-                "max_retries": ("LLM_MAX_RETRIES", int), "store_path": ("LLM_STORE", str),
-                "store_mode": ("LLM_STORE_MODE", str), "embedded_model_path": ("LLM_EMBEDDED_MODEL", str),
-                "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int),
-                "processes": ("LLM_PROCESSES", int)}
-        values = {}
-        for name, (var, conv) in read.items():
-            if env.get(var):
+        values, variables = {}, {}
+        for name, (var, conv) in _ENV.items():
+            if env.get(var) and overrides.get(name) is None:
                 try:
                     values[name] = conv(env[var])
                 except ValueError:
                     raise LLMConfigError(f"{name} (${var})", f"{env[var]!r} is not a {conv.__name__}",
                                          f"a {conv.__name__}") from None
+                variables[name] = var
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        config = cls(**values)
+        try:
+            config.validate()
+        except LLMConfigError as err:
+            name = "base_urls" if err.field == "base_url" else err.field
+            if name in variables:
+                raise LLMConfigError(f"{err.field} (${variables[name]})", err.problem, err.allowed) from None
+            raise
+        return config
 
     def with_(self, **changes) -> LLMConfig:
         return replace(self, **changes)
@@ -80,18 +91,13 @@ class LLMConfig:
         _choice("store_mode", self.store_mode, STORE_MODES)
         for url in self.base_urls:
             check_url(url)
-        _positive_int("concurrency", self.concurrency)
-        _positive_int("embedded_slots", self.embedded_slots)
-        _positive_int("embedded_ctx_per_slot", self.embedded_ctx_per_slot)
-        _positive_int("max_tokens", self.max_tokens)
-        if self.processes is not None:
-            _positive_int("processes", self.processes)
+        _int_in("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        for name in ("embedded_slots", "embedded_ctx_per_slot", "max_tokens"):
+            _int_in(name, getattr(self, name), 1)
         if self.embedded_threads is not None:
-            _positive_int("embedded_threads", self.embedded_threads)
-        for name in ("max_retries", "max_reasks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise LLMConfigError(name, f"{value!r} is invalid", "an integer >= 0")
+            _int_in("embedded_threads", self.embedded_threads, 1)
+        _int_in("max_retries", self.max_retries, 0)
+        _int_in("max_reasks", self.max_reasks, 0)
         for name in ("timeout_s", "connect_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
@@ -104,7 +110,7 @@ class LLMConfig:
 
     def public_dict(self) -> dict:
         """The settings as a dict for result files (holds no secret)."""
-        return asdict(self)
+        return asdict(self) | {"base_urls": [redact_url(u) for u in self.base_urls]}
 
 
 @dataclass(frozen=True)
@@ -123,19 +129,36 @@ def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
         raise LLMConfigError(name, f"unknown value {value!r}", " | ".join(allowed))
 
 
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise LLMConfigError(name, f"{value!r} is invalid", "an integer >= 1")
+def _int_in(name: str, value: object, low: int, high: int | None = None) -> None:
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        raise LLMConfigError(name, f"{value!r} is invalid",
+                             f"an integer in {low}..{high}" if high else f"an integer >= {low}")
 
 
-def check_url(url: str) -> None:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
-        raise LLMConfigError("base_url", f"{url!r} is not a valid URL", "http(s)://host[:port]/v1")
+def redact_url(url: str) -> str:
+    """``url`` with any user-info and query hidden: what may be printed, logged or written."""
     try:
-        _ = parsed.port  # raises for a port that is not a number
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
     except ValueError:
-        raise LLMConfigError("base_url", f"{url!r} has an invalid port", "http(s)://host[:port]/v1") from None
+        return "<unparsable URL>"
+    return parts._replace(netloc=("***@" if "@" in parts.netloc else "") + host,
+                          query="***" if parts.query else "", fragment="").geturl()
+
+
+def check_url(url: str, field: str = "base_url") -> None:
+    """A base URL the openai client can use; credentials and queries are refused (they belong in the key)."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number or out of range
+    except ValueError:
+        raise LLMConfigError(field, f"{shown!r} is not a valid URL", URL_FORM) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
+        raise LLMConfigError(field, f"{shown!r} is not a valid URL", URL_FORM)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise LLMConfigError(field, f"{shown!r} carries credentials, a query or a fragment", URL_FORM)
 
 
 def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
@@ -156,9 +179,12 @@ def resolve_backend(config: LLMConfig, env: Mapping[str, str] | None = None) -> 
         from .embedded import find_model_file
 
         return Backend("embedded", model_path=find_model_file(config.embedded_model_path, env))
-    urls = config.base_urls or tuple(u for u in env.get("LLM_BASE_URL", "").split(",") if u) or (OPENAI_URL,)
-    for url in urls:
-        check_url(url)
+    urls = config.base_urls
+    if not urls:
+        urls = tuple(u.strip() for u in env.get("LLM_BASE_URL", "").split(",") if u.strip())
+        for url in urls:
+            check_url(url, "base_url ($LLM_BASE_URL)")
+    urls = urls or (OPENAI_URL,)
     model = config.model or env.get("LLM_MODEL") or (OPENAI_DEFAULT_MODEL if urls == (OPENAI_URL,) else None)
     if urls == (OPENAI_URL,) and not key:
         raise LLMConfigError("api_key", "no key for api.openai.com",

@@ -1,13 +1,13 @@
-"""Strict JSON schemas for requests and tolerant parsing of answers into pydantic models."""
+"""Response formats for requests and tolerant parsing of answers into pydantic models."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import re
 from typing import Any
 
+from openai.lib._parsing import type_to_response_format_param
 from pydantic import BaseModel, ValidationError
 
 from .records import Failure, FailureKind
@@ -19,48 +19,29 @@ _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", 
           "string_too_short", "too_long", "too_short", "literal_error", "enum", "multiple_of"}
 
 
-@functools.lru_cache(maxsize=256)
-def _strict_schema_json(schema: type[BaseModel]) -> str:
-    return json.dumps(_strict(copy.deepcopy(schema.model_json_schema())), sort_keys=True)
-
-
-def strict_schema(schema: type[BaseModel]) -> dict:
-    """The model's JSON schema with ``additionalProperties: false`` and every property required."""
-    return json.loads(_strict_schema_json(schema))
-
-
-def _strict(node: Any) -> Any:
-    if isinstance(node, dict):
-        node.pop("default", None)
-        if node.get("type") == "object" or "properties" in node:
-            node["additionalProperties"] = False
-            node["required"] = list(node.get("properties", {}))
-        for value in node.values():
-            _strict(value)
-    elif isinstance(node, list):
-        for value in node:
-            _strict(value)
-    return node
-
-
-@functools.lru_cache(maxsize=256)
+@functools.cache
 def response_format(schema: type[BaseModel], level: str) -> dict | None:
     """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text).
 
-    Cached: treat the returned dict as read-only.
+    The strict schema is openai-python's own; cached: treat the returned dict as read-only.
     """
     if level == "json_schema":
-        return {"type": "json_schema",
-                "json_schema": {"name": schema.__name__, "schema": strict_schema(schema), "strict": True}}
+        return type_to_response_format_param(schema)
     if level == "json_object":
         return {"type": "json_object"}
     return None
 
 
+@functools.cache
+def schema_json(schema: type[BaseModel]) -> str:
+    """The strict JSON schema as canonical text (part of every request's hash)."""
+    return json.dumps(response_format(schema, "json_schema")["json_schema"]["schema"], sort_keys=True)
+
+
 def schema_instruction(schema: type[BaseModel]) -> str:
     """A system message asking for JSON, for servers without schema-constrained output."""
     return ("Reply with one JSON object only, no prose, that matches this JSON schema: "
-            + _strict_schema_json(schema))
+            + schema_json(schema))
 
 
 def extract_json(text: str) -> tuple[Any, Failure | None]:
@@ -109,7 +90,7 @@ def _coerce(value: Any, schema: dict, defs: dict) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache
 def _plain_schema(schema: type[BaseModel]) -> dict:
     return schema.model_json_schema()
 

@@ -87,7 +87,7 @@ class LLMResult:
 class RequestStream:
     """``size`` requests built one by one as they are taken; ``LLMClient.run_batch`` accepts it as a batch.
 
-    With worker processes, the first requests are on the wire while the rest are still being built.
+    The first requests are on the wire while the rest are still being built.
     """
 
     def __init__(self, size: int, requests: Iterable[LLMRequest]):

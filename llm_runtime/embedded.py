@@ -1,6 +1,6 @@
 """The embedded offline model: xllamacpp's llama-server with SmolLM2-135M-Instruct on 127.0.0.1.
 
-The server runs in a child process (``python -m llm.embedded``) that exits when it is stopped or when its
+The server runs in a child process (``python -m llm_runtime.embedded``) that exits when it is stopped or when its
 parent dies (it watches its stdin), so the port is always released.
 """
 
@@ -52,7 +52,7 @@ class EmbeddedServer:
         self.port: int | None = None
 
     def start(self) -> EmbeddedServer:
-        cmd = [sys.executable, "-m", "llm.embedded", "--model", self.model_path, "--slots", str(self.slots),
+        cmd = [sys.executable, "-m", "llm_runtime.embedded", "--model", self.model_path, "--slots", str(self.slots),
                "--ctx-per-slot", str(self.ctx_per_slot), "--threads", str(self.threads)]
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])))
@@ -123,7 +123,7 @@ def _serve(model: str, slots: int, ctx_per_slot: int, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m llm.embedded", description="serve a GGUF on 127.0.0.1")
+    ap = argparse.ArgumentParser(prog="python -m llm_runtime.embedded", description="serve a GGUF on 127.0.0.1")
     ap.add_argument("--model", default=None)
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--ctx-per-slot", type=int, default=8192)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from model.economy import Outcome
+from public_finance.economy import Outcome
+from registry import Registry
 
 
 def paper_swf(utility, income) -> float:
@@ -67,38 +66,74 @@ def equality_times_productivity(post_tax_income, pre_tax_income) -> float:
     return float(equality * np.mean(pre_tax_income))
 
 
-Objective = Callable[[Outcome, np.ndarray], float]
+class Objective:
+    """A planner objective: ``score(outcome, skills)`` and, for Saez-type planners, the social marginal
+    welfare weight of a dollar to each worker, ``weights(outcome, skills, preferences)`` (mean 1).
 
-OBJECTIVES: dict[str, Objective] = {
-    "paper_swf": lambda outcome, skills: paper_swf(outcome.utility, outcome.income),
-    "utilitarian": lambda outcome, skills: utilitarian(outcome.utility),
-    "inverse_skill": lambda outcome, skills: inverse_skill_weighted(outcome.utility, skills),
-    "rawlsian": lambda outcome, skills: rawlsian(outcome.utility),
-    "equality_productivity": lambda outcome, skills: equality_times_productivity(
-        outcome.income - outcome.tax + outcome.rebate, outcome.income),
-}
+    Register a new one with ``@OBJECTIVES.register("name")`` on a subclass.
+    """
 
-DEFAULT_OBJECTIVE = {"paper": "paper_swf", "calibrated": "utilitarian"}
+    def score(self, outcome: Outcome, skills) -> float:
+        raise NotImplementedError
+
+    def marginal_weights(self, outcome: Outcome, skills, preferences) -> np.ndarray:
+        raise ValueError(f"objective: {type(self).__name__} has no welfare weights (needed by the saez planner)")
+
+    def weights(self, outcome: Outcome, skills, preferences) -> np.ndarray:
+        weights = np.asarray(self.marginal_weights(outcome, skills, preferences), dtype=float)
+        return weights / weights.mean()
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+@OBJECTIVES.register("paper_swf")
+class PaperSWF(Objective):
+    def score(self, outcome, skills):
+        return paper_swf(outcome.utility, outcome.income)
+
+    def marginal_weights(self, outcome, skills, preferences):
+        return preferences.marginal_utility(outcome.consumption) / np.maximum(outcome.income, 1.0)
+
+
+@OBJECTIVES.register("utilitarian")
+class Utilitarian(Objective):
+    def score(self, outcome, skills):
+        return utilitarian(outcome.utility)
+
+    def marginal_weights(self, outcome, skills, preferences):
+        return preferences.marginal_utility(outcome.consumption)
+
+
+@OBJECTIVES.register("inverse_skill")
+class InverseSkill(Objective):
+    def score(self, outcome, skills):
+        return inverse_skill_weighted(outcome.utility, skills)
+
+    def marginal_weights(self, outcome, skills, preferences):
+        return inverse_skill_weights(skills) * preferences.marginal_utility(outcome.consumption)
+
+
+@OBJECTIVES.register("rawlsian")
+class Rawlsian(Objective):
+    def score(self, outcome, skills):
+        return rawlsian(outcome.utility)
+
+    def marginal_weights(self, outcome, skills, preferences):
+        return (outcome.utility == outcome.utility.min()).astype(float)
+
+
+@OBJECTIVES.register("equality_productivity")
+class EqualityProductivity(Objective):
+    def score(self, outcome, skills):
+        return equality_times_productivity(outcome.income - outcome.tax + outcome.rebate, outcome.income)
 
 
 def objective(name: str) -> Objective:
-    """Look up a planner objective by name."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"objective: unknown objective {name!r}; allowed: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
+    """The registered objective ``name``."""
+    return OBJECTIVES[name]()
 
 
 def welfare_weights(name: str, outcome: Outcome, skills, preferences) -> np.ndarray:
     """Social marginal welfare weight of a dollar to each worker under objective ``name`` (mean 1)."""
-    marginal = preferences.marginal_utility(outcome.consumption)
-    if name == "paper_swf":
-        weights = marginal / np.maximum(outcome.income, 1.0)
-    elif name == "utilitarian":
-        weights = marginal
-    elif name == "inverse_skill":
-        weights = inverse_skill_weights(skills) * marginal
-    elif name == "rawlsian":
-        weights = (outcome.utility == outcome.utility.min()).astype(float)
-    else:
-        raise ValueError(f"objective: no welfare weights for {name!r}; allowed: paper_swf, utilitarian, inverse_skill, rawlsian")
-    return weights / weights.mean()
+    return objective(name).weights(outcome, skills, preferences)

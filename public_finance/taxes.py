@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from validation import ParameterError
+
 TAX_TABLE = Path(__file__).parent / "data" / "us_federal_income_tax_brackets_taxcalc_6_8_0.csv"
 
 
@@ -33,9 +35,9 @@ class TaxSchedule:
         if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
             raise ValueError(f"edges: must be finite and strictly increasing, got {edges.tolist()}")
         if rates.shape != edges.shape:
-            raise ValueError(f"rates: need one rate per bracket ({edges.size}), got {rates.size}")
+            raise ParameterError("rates", f"{rates.size} rates for {edges.size} brackets", "one rate per bracket")
         if not np.all(np.isfinite(rates)) or np.any((rates < 0) | (rates > 1)):
-            raise ValueError(f"rates: each rate must lie in [0, 1], got {rates.tolist()}")
+            raise ParameterError("rates", f"{rates.tolist()} has a rate out of range", "each rate in [0, 1]")
         if not np.isfinite(self.deduction) or self.deduction < 0:
             raise ValueError(f"deduction: must be a finite number >= 0, got {self.deduction}")
         edges.flags.writeable = False

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from model.taxes import TaxSchedule
+from public_finance.taxes import TaxSchedule
 
 HOURS_CAP = 100.0
 CALIBRATION_HOURS = 40.0
 REPRESENTATIVE_SIZE = 20_000
+# Relative budget gap up to which a rebate counts as an equilibrium: ten times what the solver leaves at
+# a continuous root, so a larger gap means the budget jumps across the rebate.
+BUDGET_TOLERANCE = 1e-8
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class LinearPreferences:
 
     def compensated_elasticity(self, hours, net_wage, consumption):
         return np.full(np.shape(hours), self.frisch_elasticity)
+
+    def uncompensated_elasticity(self, hours, net_wage, consumption):
+        """Without income effects it equals the compensated elasticity."""
+        return self.compensated_elasticity(hours, net_wage, consumption)
 
     @property
     def income_effects(self) -> bool:
@@ -142,8 +149,19 @@ class IsoelasticPreferences:
         return np.clip(np.exp(y), lo, hi)
 
     def compensated_elasticity(self, hours, net_wage, consumption):
+        """Elasticity of hours (and income) with respect to the net wage, utility held constant:
+        ``frisch / (1 + frisch eta s)`` with ``s`` the share of consumption earned at the margin's net wage."""
         share = net_wage * hours / consumption
         return self.frisch / (1.0 + self.frisch * self.eta * share)
+
+    def uncompensated_elasticity(self, hours, net_wage, consumption):
+        """The same with virtual income held constant: ``frisch (1 - eta s) / (1 + frisch eta s)``.
+
+        It is below the compensated one by the income effect ``-frisch eta s / (1 + frisch eta s)``,
+        which is ``(1 - t) dz/dR`` in Saez's (2001) notation.
+        """
+        share = net_wage * hours / consumption
+        return self.frisch * (1.0 - self.eta * share) / (1.0 + self.frisch * self.eta * share)
 
     @property
     def income_effects(self) -> bool:
@@ -167,6 +185,20 @@ class Outcome:
     @property
     def revenue(self) -> float:
         return float(self.tax.sum())
+
+    @property
+    def budget_gap(self) -> float:
+        """Mean tax minus the rebate paid: zero when the rebate is exactly financed."""
+        return float(self.tax.mean()) - self.rebate
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the rebate equals the mean tax (to the equilibrium solver's tolerance).
+
+        An :func:`equilibrium` that is not balanced means no rebate equilibrium exists: the budget jumps
+        across the rebate at some workers' switch between budget segments (possible when rates fall).
+        """
+        return abs(self.budget_gap) <= BUDGET_TOLERANCE * (1.0 + abs(self.rebate))
 
 
 def settle(skills, hours, schedule: TaxSchedule, rebate: float | None, preferences: Preferences) -> Outcome:
@@ -240,7 +272,11 @@ def _grid_best_response(skills, schedule, rebate, preferences, cap, grid):
 
 def equilibrium(skills, schedule: TaxSchedule, preferences: Preferences, *, cap: float = HOURS_CAP,
                 grid: float | None = None) -> Outcome:
-    """Best responses with the rebate at its fixed point ``R = mean tax`` (workers take R as given)."""
+    """Best responses with the rebate at its fixed point ``R = mean tax`` (workers take R as given).
+
+    When no fixed point exists (mean tax jumps across ``R``), the result is at the jump and its
+    :attr:`Outcome.balanced` is False.
+    """
     skills = np.asarray(skills, dtype=float)
 
     def outcome(rebate):

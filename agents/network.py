@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-NETWORKS = ("homophily", "watts_strogatz", "barabasi_albert", "none")
+from registry import Registry
+
+NETWORKS: Registry[Callable[..., nx.Graph | None]] = Registry("network")
+"""Network builders ``(skills, attributes, rng, *, degree, rewire) -> graph or None``."""
 
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
 
+@NETWORKS.register("homophily")
 def homophily_small_world(skills, attributes: pd.DataFrame, rng: np.random.Generator, *, degree: int = 6,
                           rewire: float = 0.1) -> nx.Graph:
     """A Watts-Strogatz ring laid over workers sorted by occupation group, then by skill.
@@ -29,19 +35,27 @@ def homophily_small_world(skills, attributes: pd.DataFrame, rng: np.random.Gener
     return nx.relabel_nodes(ring, dict(enumerate(order.tolist())))
 
 
+@NETWORKS.register("watts_strogatz")
+def watts_strogatz(skills, attributes, rng, *, degree: int = 6, rewire: float = 0.1) -> nx.Graph:
+    n = len(skills)
+    return nx.watts_strogatz_graph(n, min(degree, n - 1 - (n - 1) % 2), rewire, seed=_seed(rng))
+
+
+@NETWORKS.register("barabasi_albert")
+def barabasi_albert(skills, attributes, rng, *, degree: int = 6, rewire: float = 0.1) -> nx.Graph:
+    n = len(skills)
+    return nx.barabasi_albert_graph(n, max(1, min(degree // 2, n - 1)), seed=_seed(rng))
+
+
+@NETWORKS.register("none")
+def no_network(skills, attributes, rng, **options) -> None:
+    return None
+
+
 def build_network(kind: str, skills, attributes: pd.DataFrame, rng: np.random.Generator, *,
                   degree: int = 6, rewire: float = 0.1) -> nx.Graph | None:
-    """Build the named network, or ``None`` for ``none``."""
-    n = len(skills)
-    if kind == "none":
-        return None
-    if kind == "homophily":
-        return homophily_small_world(skills, attributes, rng, degree=degree, rewire=rewire)
-    if kind == "watts_strogatz":
-        return nx.watts_strogatz_graph(n, min(degree, n - 1 - (n - 1) % 2), rewire, seed=_seed(rng))
-    if kind == "barabasi_albert":
-        return nx.barabasi_albert_graph(n, max(1, min(degree // 2, n - 1)), seed=_seed(rng))
-    raise ValueError(f"network: unknown network {kind!r}; allowed: {', '.join(NETWORKS)}")
+    """Build the registered network ``kind`` over the workers (``None`` for ``none``)."""
+    return NETWORKS[kind](skills, attributes, rng, degree=degree, rewire=rewire)
 
 
 def neighbour_share(graph: nx.Graph | None, choices: np.ndarray, n_options: int) -> np.ndarray:

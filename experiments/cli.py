@@ -1,0 +1,170 @@
+"""The command line's shape: commands, their settings and flags; argparse errors as one-line ConfigErrors."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from urllib.parse import urlsplit
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from agents.planner import PLANNERS
+from model.params import EconomyParams
+from validation import allowed, choice
+from validation import ParameterError as ConfigError
+
+COMMANDS = ("run", "compare", "sweep", "replay", "resume", "dashboard")
+HELP = {"run": "the main job (default): LLM workers and an LLM planner, then the baselines; writes a results folder",
+        "compare": "one rational population under several planners, side by side",
+        "sweep": "a parameter grid x seeds; writes one tidy parquet table of all runs",
+        "replay": "rerun a finished run from its stored responses only (no request is sent)",
+        "resume": "continue an interrupted or crashed run: stored responses replay, then it goes live",
+        "dashboard": "start the Solara dashboard"}
+REPEATED = ("grid", "plugin")  # flags given once per value
+SWITCHES = ("overwrite",)  # flags without a value
+MAX_RUNS = 100_000
+PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}  # flag name -> model parameter
+_LLM = ("backend", "base_url", "model", "prompt_mode", "archetypes", "planner_options")
+_MODEL = ("workers", "steps", "tax_year_length", "preset", "brackets", "planner", "worker_mind", "scenario", "objective")
+COMMAND_OPTIONS = {
+    "run": ("plugin", *_MODEL, "seed", "agent_interval", "baselines", *_LLM, "out", "overwrite"),
+    "compare": ("plugin", "workers", "steps", "tax_year_length", "preset", "brackets", "objective", "seed",
+                "planners", "out", "overwrite"),
+    "sweep": ("plugin", *_MODEL, *_LLM, "grid", "seeds", "executor", "scheduler", "jobs", "out", "overwrite"),
+    "replay": ("run",), "resume": ("run",), "dashboard": ("host", "port"),
+}
+GRID_KEYS = (*_MODEL, "prompt_mode", "archetypes")
+MODEL_SETTINGS = (*_MODEL, *_LLM)  # the settings that are model parameters
+
+
+def _unique(values: list) -> list:
+    if len(set(map(str, values))) != len(values):
+        raise ValueError("names a value twice")
+    return values
+
+
+def _address(value: str | None) -> str | None:
+    """A dask scheduler's tcp:// or tls:// address with a valid host and port."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    host = parts.hostname if parts else None
+    numeric = host is not None and host.replace(".", "").isdigit()
+    if parts is None or parts.scheme not in ("tcp", "tls") or not host or not port or parts.path not in ("", "/") \
+            or numeric and not _is_ip(host):
+        raise ValueError("is not a scheduler address")
+    return value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _baselines() -> tuple[str, ...]:
+    return tuple(name for name in PLANNERS if not PLANNERS[name].needs_llm)
+
+
+Baselines = Annotated[list[Annotated[str, choice(_baselines, "baseline")]], AfterValidator(_unique)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class CliSettings(BaseModel):
+    """Settings of the command line that are not model parameters."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    plugin: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]],
+                      Field(description="a Python file that registers planners, minds, ... (repeat for more)")] = []
+    seed: Annotated[Seed, Field(description="random seed: same seed, same population and data")] = 42
+    out: Annotated[str | None, Field(min_length=1, max_length=1024, description="results folder")] = None
+    overwrite: Annotated[bool, Field(description="replace the results of an earlier run in --out")] = False
+    baselines: Annotated[Baselines, Field(description="baseline planners run with rational workers")] = \
+        ["us_federal", "saez", "oracle", "blackbox"]
+    planners: Annotated[Baselines, Field(min_length=1, description="planners to compare")] = \
+        ["us_federal", "saez_reference", "saez", "oracle", "blackbox", "fixed"]
+    grid: Annotated[dict[str, list[Any]], Field(description="a swept parameter, NAME=V1,V2 (repeat for a grid)")] = {}
+    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique),
+                     Field(description="seeds of every grid point")] = [1, 2, 3]
+    executor: Annotated[str, choice(("local", "dask"), "executor"), Field(description="local processes or dask")] = \
+        "local"
+    scheduler: Annotated[str | None, AfterValidator(_address), Field(
+        max_length=300, description="dask scheduler", json_schema_extra={"allowed": "tcp://host:port"})] = None
+    jobs: Annotated[int, Field(ge=1, le=1024, description="parallel runs")] = os.cpu_count() or 1
+    run: Annotated[str | None, Field(min_length=1, max_length=1024, description="results folder of the run")] = None
+    host: Annotated[str, Field(min_length=1, max_length=255, description="dashboard host")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535, description="dashboard port")] = 8765
+
+
+
+
+def owner(name: str) -> tuple[type[BaseModel], str]:
+    return (CliSettings, name) if name in CliSettings.model_fields else (EconomyParams, PARAM.get(name, name))
+
+
+def default_of(name: str, defaults: dict):
+    model, field = owner(name)
+    return defaults.get(name, model.model_fields[field].default)
+
+
+def option_help(command: str, defaults: dict[str, dict]) -> dict[str, str]:
+    """Each flag of ``command`` and its help line: what it sets, what it allows, its default."""
+    lines = {}
+    for name in COMMAND_OPTIONS[command]:
+        if name == "planner_options":
+            continue  # a TOML table only
+        model, field = owner(name)
+        default = default_of(name, defaults.get(command, {}))
+        about = model.model_fields[field].description or field
+        shown = "none" if default in (None, {}, []) else ",".join(map(str, default)) \
+            if isinstance(default, list) else default
+        shown = "" if default is None and "(default:" in about else f" (default: {shown})"
+        lines[name] = f"{about}; {allowed(model, field)}{shown}"
+    return lines
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors argparse reports without an ArgumentError (unknown arguments) as a ConfigError."""
+
+    def error(self, message):
+        raise ConfigError("arguments", message, "the options of `python run.py COMMAND --help`")
+
+
+def build_parser(options: dict[str, dict[str, str]], with_config: tuple[str, ...]) -> argparse.ArgumentParser:
+    """``options[command]`` maps each setting to its help line; flags are kept as the text given."""
+    parser = _Parser(prog="run.py", exit_on_error=False,
+                     description="The LLM Economist on Mesa. With no command, `run` (the main job).")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        sub = commands.add_parser(command, help=HELP[command], description=HELP[command], exit_on_error=False,
+                                  argument_default=argparse.SUPPRESS)
+        for name, line in options[command].items():
+            if name in SWITCHES:
+                sub.add_argument(flag(name), action="store_const", const="true", help=line)
+            else:
+                sub.add_argument(flag(name), action="append" if name in REPEATED else None, metavar=name.upper(),
+                                 help=line)
+        if command in with_config:
+            sub.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file; flags win")
+    return parser
+
+
+def parse_command_line(argv: list[str], options: dict[str, dict[str, str]], with_config: tuple[str, ...]) -> dict:
+    """The flags given, as text, with ``command`` (and ``config``); raises ConfigError."""
+    try:
+        return vars(build_parser(options, with_config).parse_args(argv))
+    except argparse.ArgumentError as error:
+        name = error.argument_name if error.argument_name not in (None, "COMMAND") else "command"
+        raise ConfigError(name.split("/")[-1], error.message, "see `python run.py --help`") from None

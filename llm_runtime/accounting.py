@@ -1,0 +1,53 @@
+"""Counters of one client: calls, store hits, retries, re-asks, faults and failures by kind, tokens, latency."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import numpy as np
+
+
+class Accounting:
+    """Updated on the client's event loop thread; ``to_dict()`` may be read from any thread."""
+
+    def __init__(self) -> None:
+        self.requests = 0          # results returned
+        self.calls = 0             # answers asked of a server (one per attempt, retries excluded)
+        self.sends = 0             # HTTP requests sent, retries included
+        self.store_hits = 0
+        self.retries = 0
+        self.reasks = 0
+        self.format_fallbacks = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.faults: Counter[str] = Counter()     # every fault seen, including those later retried or re-asked
+        self.failures: Counter[str] = Counter()   # final typed failures
+        self._latencies: list[float] = []
+
+    def add(self, **increments: int) -> None:
+        for name, value in increments.items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+
+    def failure(self, kind: str) -> None:
+        self.failures[kind] += 1
+
+    def latency(self, seconds: float) -> None:
+        self._latencies.append(seconds)
+
+    def to_dict(self) -> dict:
+        lat = np.array(self._latencies)
+        pct = ({f"p{p}": float(np.percentile(lat, p)) for p in (50, 90, 99)}
+               | {"max": float(lat.max()), "mean": float(lat.mean())}) if lat.size else {}
+        return {"requests": self.requests, "calls": self.calls, "sends": self.sends, "store_hits": self.store_hits,
+                "retries": self.retries, "reasks": self.reasks, "format_fallbacks": self.format_fallbacks,
+                "failures": dict(self.failures), "faults": dict(self.faults), "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "latency_s": pct}
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)

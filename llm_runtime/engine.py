@@ -1,0 +1,175 @@
+"""Asynchronous core: runs requests under a concurrency limit, persists each answer, parses and re-asks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+
+import httpx2
+
+from .accounting import Accounting
+from .config import LLMConfig, redact_url
+from .errors import ReplayMissError
+from .parsing import parse_answer, reask_message, response_format, schema_instruction, schema_json
+from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
+from .store import ResponseStore, StoredResponse, identity_of
+from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error
+
+log = logging.getLogger("llm_runtime")
+
+
+class Engine:
+    """Lives on one event loop; see ``LLMClient`` for the synchronous façade."""
+
+    def __init__(self, endpoints: list[Endpoint], *, model: str, store: ResponseStore | None, config: LLMConfig,
+                 concurrency: int, accounting: Accounting):
+        self.endpoints, self.model, self.store, self.mode = endpoints, model, store, config.store_mode
+        self.max_reasks, self.temperature, self.seed = config.max_reasks, config.temperature, config.seed
+        self.max_tokens = config.max_tokens
+        self.acc = accounting
+        self._sem = asyncio.Semaphore(concurrency)
+
+    async def run_one(self, req: LLMRequest) -> LLMResult:
+        """Never raises for a bad answer or a failed call; raises ReplayMissError in replay mode."""
+        try:
+            result = await self._run(req)
+        except (ReplayMissError, asyncio.CancelledError):
+            raise
+        except Exception as err:  # noqa: BLE001 - a bug or an unforeseen error must not end a run
+            log.warning("request %s failed inside the LLM layer: %s", identity_of(req.key), type(err).__name__)
+            result = LLMResult(req.key, None, Failure(FailureKind.INTERNAL, f"{type(err).__name__}: {err}"))
+        self.acc.add(requests=1)
+        if result.failure is not None:
+            self.acc.failure(result.failure.kind.value)
+        return result
+
+    def _hash(self, req: LLMRequest, messages_json: str, temperature: float, seed, max_tokens: int) -> str:
+        text = json.dumps([self.model, req.schema.__name__, temperature, seed, max_tokens], default=str)
+        return hashlib.sha256((text + messages_json + schema_json(req.schema)).encode()).hexdigest()
+
+    async def _run(self, req: LLMRequest) -> LLMResult:
+        """Answers of attempt 0, 1, ... (each a re-ask with the previous error), each stored before it is used."""
+        identity = identity_of(req.key)
+        request_id = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        temperature = self.temperature if req.temperature is None else req.temperature
+        seed = self.seed if req.seed is None else req.seed
+        max_tokens = self.max_tokens if req.max_tokens is None else req.max_tokens
+        messages = list(req.messages)
+        usage, latency, sends, all_from_store = Usage(), 0.0, 0, True
+        for attempt in range(self.max_reasks + 1):
+            if attempt:
+                self.acc.add(reasks=1)
+            messages_json = json.dumps(messages, separators=(",", ":"), default=str)
+            req_hash = self._hash(req, messages_json, temperature, seed, max_tokens)
+            stored = None if self.store is None else self.store.get(identity, attempt, req_hash)
+            # in record mode a stored transport failure is asked again: it says nothing about the answer
+            if stored is not None and (self.mode == "replay" or not _is_transport(stored.failure_kind)):
+                self.acc.add(store_hits=1)
+                answer = stored
+            elif self.mode == "replay":
+                raise ReplayMissError(f"replay-only: no stored response for key {identity} attempt {attempt}; "
+                                      "run in record mode first")
+            else:
+                all_from_store, stored = False, None
+                answer = await self._call(req, messages, request_id, temperature, seed, max_tokens)
+            usage.prompt_tokens += answer.prompt_tokens
+            usage.completion_tokens += answer.completion_tokens
+            latency += answer.latency_s
+            sends += answer.sends
+            if _is_transport(answer.failure_kind):
+                failure, value = Failure(FailureKind(answer.failure_kind), answer.failure_message or ""), None
+            else:
+                value, failure = parse_answer(answer.raw, req.schema, answer.finish_reason)
+            if stored is None:
+                if failure is not None and not failure.kind.is_transport:
+                    self.acc.fault(failure.kind.value)
+                if self.store is not None:
+                    self.store.put(identity, attempt, req_hash, model=self.model, messages=messages_json,
+                                   raw=answer.raw, finish_reason=answer.finish_reason,
+                                   parsed=None if value is None else value.model_dump_json(),
+                                   failure_kind=None if failure is None else failure.kind.value,
+                                   failure_message=None if failure is None else failure.message,
+                                   prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                                   latency_s=answer.latency_s, sends=answer.sends)
+            if failure is None or failure.kind.is_transport or attempt == self.max_reasks:
+                return LLMResult(req.key, value, failure, answer.raw, all_from_store, usage, latency, attempt + 1,
+                                 sends)
+            messages = messages + [{"role": "assistant", "content": answer.raw or ""}, reask_message(failure)]
+        raise AssertionError("unreachable")
+
+    def _pick(self) -> Endpoint:
+        """The server with the fewest requests outstanding (then the fewest sent)."""
+        return min(self.endpoints, key=lambda e: (e.outstanding, e.sent))
+
+    async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
+                    max_tokens: int) -> StoredResponse:
+        """One answer from a server: the openai client retries 429, 5xx, timeouts and connection errors."""
+        async with self._sem:
+            ep = self._pick()
+            ep.outstanding += 1
+            ep.sent += 1
+            try:
+                return await self._call_endpoint(ep, req, messages, request_id, temperature, seed, max_tokens)
+            finally:
+                ep.outstanding -= 1
+
+    async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], request_id: str,
+                             temperature: float, seed, max_tokens: int) -> StoredResponse:
+        sends, latency = 0, 0.0
+        while True:
+            level = ep.format_level
+            body = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens,
+                    "messages": messages if level == 0 else
+                    [{"role": "system", "content": schema_instruction(req.schema)}] + messages}
+            if seed is not None:
+                body["seed"] = seed
+            if (rf := response_format(req.schema, FORMAT_LEVELS[level])) is not None:
+                body["response_format"] = rf
+            probe = Probe()
+            token = PROBE.set(probe)
+            start = time.perf_counter()
+            try:
+                # the client's generic post (its retries and timeouts): chat.completions.create would re-walk
+                # every message and the schema through its typed-parameter transform on each call
+                response = await ep.client.post(ep.chat_url, cast_to=httpx2.Response, body=body,
+                                                options={"headers": {"X-Client-Request-Id": request_id}})
+                completion, error = response.json(), None
+            except Exception as err:  # noqa: BLE001 - classified below
+                completion, error = None, err
+            finally:
+                PROBE.reset(token)
+            latency += time.perf_counter() - start
+            sends += probe.sends
+            self.acc.add(calls=1, sends=probe.sends, retries=max(0, probe.sends - 1))
+            faults = probe.faults
+            if error is not None and is_format_rejection(error) and ep.downgrade(level):
+                faults = faults[:-1]  # a refused format is a fallback, not a fault
+                self.acc.add(format_fallbacks=1)
+                log.info("%s rejected response_format %s; using %s", redact_url(ep.base_url),
+                         FORMAT_LEVELS[level], ep.format)
+            for kind in faults:
+                self.acc.fault(kind.value)
+            if error is not None and ep.format_level > level:
+                continue
+            self.acc.latency(latency)
+            if error is not None:
+                return StoredResponse(None, None, kind_of_error(error).value,
+                                      f"{type(error).__name__}: {str(error)[:200]}", 0, 0, latency, sends)
+            choice = (completion.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
+            raw = message.get("content") or message.get("refusal") or ""
+            usage = completion.get("usage") or {}
+            pt, ct = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+            self.acc.add(prompt_tokens=pt, completion_tokens=ct)
+            return StoredResponse(raw, choice.get("finish_reason"), None, None, pt, ct, latency, sends)
+
+    async def aclose(self) -> None:
+        for ep in self.endpoints:
+            await ep.aclose()
+
+
+def _is_transport(kind: str | None) -> bool:
+    return kind is not None and FailureKind(kind).is_transport

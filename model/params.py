@@ -1,0 +1,191 @@
+"""The model's parameters, declared once: type, default, allowed values, range and cross-field rules.
+
+``EconomyModel(**kwargs)``, ``run.py`` (flags and ``--config`` TOML) and the dashboard all validate through
+:class:`EconomyParams`. Names of planners, minds, scenarios, objectives, networks and populations are looked up
+in their registries when a value is checked, so a user's registered entry is accepted everywhere.
+A bad value raises :class:`validation.ParameterError`: one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlsplit
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+import agents.llm_minds  # noqa: F401 (registers the LLM mind and planner)
+from agents.network import NETWORKS
+from agents.planner import PLANNERS, rule_options
+from agents.prompts import PROMPT_MODES
+from agents.worker import WORKER_MINDS
+from calibration.population import DEFAULT_SOURCE, SOURCES
+from model.scenarios import SCENARIOS
+from public_finance.economy import HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility
+from public_finance.taxes import BRACKET_SETS, bracket_set
+from public_finance.welfare import OBJECTIVES
+from registry import Registry
+from validation import ParameterError, allowed, choice, validate
+
+CALIBRATION_BRACKETS = "us_2025_single"
+
+
+def calibrated_preferences(skills, params) -> IsoelasticPreferences:
+    """Log-consumption utility whose disutility scale makes the median-skill worker choose 40 h under US 2025."""
+    return calibrate_disutility(skills, bracket_set(CALIBRATION_BRACKETS).schedule(), eta=params.eta,
+                                frisch=params.frisch, cap=HOURS_CAP)
+
+
+PRESETS: Registry[dict] = Registry("preset")
+"""Presets: the defaults of the economics (brackets, planner, objective, ...) and how preferences are built."""
+PRESETS.register("calibrated", {"brackets": "us_2025_single", "planner": "us_federal", "population": DEFAULT_SOURCE,
+                                "objective": "utilitarian", "hours_grid": 0.0, "standard_deduction": True,
+                                "preferences": calibrated_preferences})
+PRESETS.register("paper", {"brackets": "three", "planner": "fixed", "population": "paper_gb2",
+                           "objective": "paper_swf", "hours_grid": 10.0, "standard_deduction": False,
+                           "preferences": lambda skills, params: LinearPreferences()})
+BACKENDS = ("auto", "openai", "embedded")
+STORE_MODES = ("record", "replay", "off")
+MAX_WORKERS = 10_000_000
+MAX_CONCURRENCY = 4096
+MIN_HOURS_GRID = 0.1  # coarser than any realistic hours choice; a finer grid only costs memory
+
+
+def _plain_number(value):
+    """numpy scalars as Python numbers (batch_run and sweeps pass them); booleans stay booleans (and fail)."""
+    return value.item() if isinstance(value, np.integer | np.floating | np.bool_) else value
+
+
+URL_WORDS = "http(s)://host[:port]/v1, several comma-separated, without credentials (keys go in OPENAI_API_KEY)"
+
+
+def _base_urls(value: str | None) -> str | None:
+    """Comma-separated OpenAI-compatible base URLs; credentials in a URL would end up in results, so none."""
+    if value is None:
+        return None
+    urls = [url.strip() for url in value.split(",")]
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "{url} is not a valid URL", {"url": repr(url), "allowed": URL_WORDS})
+        if parts.username or parts.password:
+            raise PydanticCustomError("url", "a URL with user:password would be written to the results",
+                                      {"allowed": URL_WORDS})
+    return ",".join(urls)
+
+
+Int = Annotated[int, BeforeValidator(_plain_number)]
+Number = Annotated[float, BeforeValidator(_plain_number), Field(allow_inf_nan=False)]
+
+
+class EconomyParams(BaseModel):
+    """Every parameter of :class:`model.model.EconomyModel` (see its docstring for what each means)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    workers: Annotated[Int, Field(ge=1, le=MAX_WORKERS), Field(description="number of workers")] = 100
+    preset: Annotated[str, choice(PRESETS), Field(description="economics preset")] = "calibrated"
+    brackets: Annotated[str | None, choice(BRACKET_SETS, "bracket set"),
+                        Field(description="bracket set (default: the preset's)")] = None
+    planner: Annotated[str | None, choice(PLANNERS),
+                       Field(description="planner rule (default: the preset's)")] = None
+    worker_mind: Annotated[str, choice(WORKER_MINDS), Field(description="how workers decide")] = "rational"
+    tax_year_length: Annotated[Int, Field(ge=1, le=1_000_000),
+                               Field(description="steps per tax year (the planner acts once a year)")] = 25
+    objective: Annotated[str | None, choice(OBJECTIVES),
+                         Field(description="planner objective (default: the preset's)")] = None
+    max_steps: Annotated[Int, Field(ge=1, le=1_000_000), Field(description="steps to run")] = 100
+    agent_interval: Annotated[Int, Field(ge=0, le=1_000_000),
+                              Field(description="collect worker data every N steps (0 = never)")] = 1
+    skills: Any = None
+    population: Annotated[str | None, choice(SOURCES, "population"),
+                          Field(description="population source (default: the preset's)")] = None
+    initial_rates: list[Number] | None = None  # the schedule checks each is in [0, 1]
+    planner_options: Annotated[dict[str, Any] | None, Field(description="keyword arguments of the planner rule (TOML table only)")] = None
+    hours_grid: Annotated[Number | None, Field(ge=0.0, le=HOURS_CAP, json_schema_extra={
+                              "allowed": f"0 (exact hours) or a number in [{MIN_HOURS_GRID:g}, {HOURS_CAP:g}]"}),
+                          Field(description="hours on multiples of this (0 = exact hours; default: the preset's)")] = None
+    standard_deduction: bool | None = None
+    eta: Annotated[Number, Field(gt=0.0, le=10.0)] = 1.0
+    frisch: Annotated[Number, Field(gt=0.0, le=10.0)] = 0.4
+    scenario_name: Annotated[str, choice(SCENARIOS), Field(description="scenario")] = "rational"
+    network: Annotated[str | None, choice(NETWORKS),
+                       Field(description="social network over workers (default: the scenario's)")] = None
+    binding_platforms: bool = False
+    conformity: Annotated[Number, Field(ge=0.0, le=1.0),
+                          Field(description="weight of neighbours' preferences in each rational vote")] = 0.0
+    candidates: Annotated[Int, Field(ge=1, le=1000),
+                          Field(description="workers who run in each election")] = 5
+    backend: Annotated[str, choice(BACKENDS, "backend"),
+                       Field(description="LLM backend: auto (LLM_BASE_URL/OPENAI_API_KEY when set, else embedded), openai, embedded")] = "auto"
+    base_url: Annotated[str | None, Field(max_length=4096), AfterValidator(_base_urls),
+                        Field(description="OpenAI-compatible base URL(s), comma-separated (default: $LLM_BASE_URL)")] = None
+    llm_model: Annotated[str | None, Field(min_length=1, max_length=200),
+                         Field(description="model name on the LLM server (default: $LLM_MODEL, else the server's first)")] = None
+    llm_store: Annotated[str | None, Field(max_length=4096)] = "results/llm-responses.sqlite"
+    llm_store_mode: Annotated[str, choice(STORE_MODES, "store mode")] = "record"
+    prompt_mode: Annotated[str, choice(PROMPT_MODES, "prompt mode"),
+                           Field(description="prompt style of LLM minds")] = "improved"
+    history_length: Annotated[Int | None, Field(ge=0, le=10_000),
+                              Field(description="steps of its own history an LLM worker sees (default: the prompt mode's)")] = None
+    archetypes: Annotated[Int, Field(ge=0, le=MAX_WORKERS),
+                          Field(description="LLM workers decide per archetype, K clusters (0 = each worker)")] = 0
+    run_id: Annotated[str, Field(min_length=1, max_length=200)] = "run"
+    llm_concurrency: Annotated[Int | None, Field(ge=1, le=MAX_CONCURRENCY),
+                               Field(description="LLM requests in flight at once (default: $LLM_CONCURRENCY, else the client's)")] = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> EconomyParams:
+        """Fill the preset's defaults, then check the rules that tie fields together."""
+        defaults = PRESETS[self.preset]
+        resolved = {name: getattr(self, name) if getattr(self, name) is not None else defaults[name]
+                    for name in ("brackets", "planner", "population", "objective", "hours_grid", "standard_deduction")}
+        resolved["network"] = self.network or SCENARIOS[self.scenario_name].default_network
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+        if 0.0 < self.hours_grid < MIN_HOURS_GRID:
+            raise ParameterError("hours_grid", f"{self.hours_grid!r} is too fine", allowed(EconomyParams, "hours_grid"))
+        if self.initial_rates is not None:  # the schedule checks them (one per bracket, each in [0, 1])
+            bracket_set(self.brackets).schedule(self.initial_rates, deduction=self.standard_deduction)
+        if self.skills is None and self.archetypes > self.workers:
+            raise ParameterError("archetypes", f"{self.archetypes} is more than workers {self.workers}",
+                                 "0 (off) to workers")
+        for component in (SCENARIOS[self.scenario_name], WORKER_MINDS[self.worker_mind], self.planner_rule):
+            component.check(self)
+        if self.uses_planner:
+            validate(rule_options(self.planner_rule), self.planner_options or {},
+                     name=lambda field: f"planner_options.{field}")
+        return self
+
+    @property
+    def planner_rule(self):
+        """The planner rule's class (the registry entry named by ``planner``)."""
+        return PLANNERS[self.planner]
+
+    @property
+    def uses_planner(self) -> bool:
+        """Whether the planner sets the rates (in the democratic scenario elected workers do)."""
+        return SCENARIOS[self.scenario_name].uses_planner
+
+    @property
+    def needs_llm(self) -> bool:
+        return WORKER_MINDS[self.worker_mind].needs_llm or (self.uses_planner and self.planner_rule.needs_llm)
+
+
+def finite_positive(values) -> np.ndarray:
+    """Explicit skills: a non-empty array of finite positive numbers."""
+    try:
+        array = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        array = np.array([math.nan])
+    if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ParameterError("skills", "must be a non-empty array of finite positive numbers",
+                             "a non-empty array of finite positive numbers")
+    return array
+

@@ -1,0 +1,57 @@
+"""Named registries for what users extend: minds, planners, scenarios, objectives, networks, populations.
+
+The project's own entries register exactly as a user's do::
+
+    from agents.planner import PLANNERS
+
+    @PLANNERS.register("my_rule")
+    class MyRule(FixedRule): ...
+
+After that ``EconomyModel(planner="my_rule")``, ``run.py --planner my_rule`` and the dashboard accept it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+
+class Registry[T]:
+    """A name -> entry mapping, filled with :meth:`register` (a decorator or a plain call)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T | None = None, *, replace: bool = False) -> Callable[[T], T] | T:
+        """Register ``entry`` under ``name``; without ``entry``, a decorator that does it."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{self.kind}: a registered name must be an identifier, got {name!r}")
+
+        def add(value: T) -> T:
+            if name in self._entries and not replace and self._entries[name] is not value:
+                raise ValueError(f"{self.kind}: {name!r} is already registered (pass replace=True to replace it)")
+            self._entries[name] = value
+            return value
+
+        return add if entry is None else add(entry)
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"{self.kind}: unknown {self.kind} {name!r}; allowed: {', '.join(self)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self)})"

@@ -1,0 +1,150 @@
+"""Registries and parameters: the project's entries and a user's are chosen the same way, by name."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+
+from agents.planner import PLANNERS, FixedRule
+from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
+from model.model import EconomyModel
+from model.params import BACKENDS, STORE_MODES, EconomyParams
+from model.scenarios import SCENARIOS
+from public_finance.welfare import OBJECTIVES, Objective
+from registry import Registry
+from validation import ParameterError
+
+
+def test_per_agent_rational_workers_match_the_batched_mind():
+    batched = EconomyModel(workers=60, planner="blackbox", tax_year_length=2, max_steps=6, rng=4)
+    per_agent = EconomyModel(workers=60, planner="blackbox", tax_year_length=2, max_steps=6, rng=4,
+                             worker_mind="rational_agent")
+    for model in (batched, per_agent):
+        model.run_for(6)
+    assert type(per_agent.workers.to_list()[0]) is WorkerAgent
+    np.testing.assert_allclose(per_agent.workforce.hours, batched.workforce.hours, rtol=1e-12)
+    np.testing.assert_allclose(per_agent.datacollector.get_model_vars_dataframe()["objective"],
+                               batched.datacollector.get_model_vars_dataframe()["objective"], rtol=1e-12)
+
+
+def test_a_user_worker_subclass_steps_the_mesa_way():
+    calls = []
+
+    @WORKER_MINDS.register("test_part_timers", replace=True)
+    class PartTimers(WorkerAgent):
+        def work(self):
+            calls.append(self.unique_id)
+            self.hours = 20.0
+
+    model = EconomyModel(workers=30, worker_mind="test_part_timers", max_steps=2, rng=1)
+    model.step()
+    assert isinstance(model.workers.to_list()[0], PartTimers) and len(model.workers) == 30
+    assert sorted(calls[-30:]) == sorted(a.unique_id for a in model.workers)  # every worker, once a step
+    assert np.all(model.workforce.hours == 20.0) and model.mean_hours == 20.0
+    agents = model.datacollector.get_agenttype_vars_dataframe(PartTimers)
+    assert (agents["hours"] == 20.0).all()
+
+
+def test_a_user_planner_objective_and_batched_mind_are_accepted_by_name():
+    @PLANNERS.register("test_thirty", replace=True)
+    class Thirty(FixedRule):
+        def initial_rates(self, model):
+            return np.full(model.schedule.n_brackets, 0.3)
+
+    @OBJECTIVES.register("test_mean_income", replace=True)
+    class MeanIncome(Objective):
+        def score(self, outcome, skills):
+            return float(outcome.income.mean())
+
+    @WORKER_MINDS.register("test_forty", replace=True)
+    class Forty(WorkerMind):
+        def decide(self, model):
+            return np.full(len(model.workforce), 40.0)
+
+    model = EconomyModel(workers=25, planner="test_thirty", objective="test_mean_income", worker_mind="test_forty",
+                         rng=2)
+    model.step()
+    assert np.all(model.schedule.rates == 0.3) and np.all(model.workforce.hours == 40.0)
+    assert model.objective == pytest.approx(model.mean_income)
+
+
+def test_an_in_process_client_is_passed_in():
+    """Minds use whatever client the model is given: here an in-process fake answering 35 hours."""
+    from llm_runtime import LLMResult
+
+    class Fake:
+        def __init__(self):
+            self.batches = []
+
+        def run_batch(self, requests):
+            requests = list(requests)
+            self.batches.append(len(requests))
+            return [LLMResult(key=r.key, value=r.schema.model_validate({"hours": 35, "reason": "steady"}),
+                              failure=None, raw='{"hours": 35}') for r in requests]
+
+        def close(self):
+            raise AssertionError("the model must not close a client it was given")
+
+    fake = Fake()
+    model = EconomyModel(workers=12, worker_mind="llm", planner="fixed", llm=fake, max_steps=2, rng=3)
+    model.step()
+    model.close()
+    assert model.llm is fake and fake.batches == [12]  # one batch for all workers
+    assert np.all(model.workforce.hours == 35.0)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"workers": 0}, "workers"), ({"workers": 2.5}, "workers"), ({"workers": True}, "workers"),
+    ({"planner": "magic"}, "planner"), ({"worker_mind": "psychic"}, "worker_mind"),
+    ({"scenario_name": "anarchy"}, "scenario_name"), ({"objective": "joy"}, "objective"),
+    ({"network": "mesh"}, "network"), ({"population": "mars"}, "population"), ({"eta": -1.0}, "eta"),
+    ({"eta": float("nan")}, "eta"), ({"hours_grid": 1e-9}, "hours_grid"), ({"conformity": 2.0}, "conformity"),
+    ({"llm_concurrency": 10**6}, "llm_concurrency"), ({"planner": "fixed", "initial_rates": [0.1]}, "rates"),
+    ({"planner": "saez", "initial_rates": [0.1] * 7}, "initial_rates"),
+    ({"initial_rates": [1.5] * 7}, "rates"), ({"planner": "fixed", "planner_options": {"bogus": 1}},
+                                                        "planner_options.bogus"),
+    ({"base_url": "http://user:secret@127.0.0.1/v1"}, "base_url"), ({"base_url": "http://[::1/v1"}, "base_url"),
+    ({"archetypes": 50, "workers": 10}, "archetypes"), ({"scenario_name": "bounded"}, "scenario_name"),
+    ({"brackets": "three", "planner": "us_federal"}, "planner"), ({"colour": "red"}, "colour"),
+])
+def test_bad_parameters_raise_one_line_naming_the_field(kwargs, field):
+    with pytest.raises(ParameterError) as caught:
+        EconomyModel(**kwargs)
+    message = str(caught.value)
+    assert message.startswith(f"{field}: ") and "; allowed: " in message and "\n" not in message
+
+
+def test_allowed_names_come_from_the_registries():
+    schema = EconomyParams.model_fields
+    assert set(PLANNERS) >= {"fixed", "us_federal", "saez", "saez_reference", "oracle", "blackbox", "llm"}
+    assert set(WORKER_MINDS) >= {"rational", "rational_agent", "llm"}
+    assert set(SCENARIOS) >= {"rational", "bounded", "democratic"}
+    assert "workers" in schema and inspect.signature(EconomyModel).parameters["workers"].default == 100
+    for name, field in schema.items():  # the model's signature is the parameter declaration
+        assert inspect.signature(EconomyModel).parameters[name].default == field.default
+
+
+def test_the_llm_settings_the_model_checks_are_the_runtimes():
+    import llm_runtime
+
+    assert BACKENDS == tuple(llm_runtime.BACKENDS) and STORE_MODES == tuple(llm_runtime.STORE_MODES)
+
+
+def test_a_registry_refuses_to_silently_replace_an_entry():
+    registry = Registry("thing")
+    registry.register("a", 1)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("a", 2)
+    with pytest.raises(ValueError, match="allowed: a"):
+        registry["b"]
+    assert registry.register("a", 3, replace=True) == 3 and registry["a"] == 3
+
+
+def test_parameters_serialise_for_results():
+    params = EconomyParams(workers=10, planner="saez")
+    assert json.loads(params.model_dump_json(exclude={"skills"}))["planner"] == "saez"
+    assert isinstance(params, BaseModel)
