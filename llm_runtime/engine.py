@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import httpx2
 
@@ -32,11 +33,25 @@ class Engine:
         self.acc = accounting
         self._sem = asyncio.Semaphore(concurrency)
 
+    async def run_stream(self, inbox: asyncio.Queue, on_done: Callable[[asyncio.Task], None] | None = None,
+                         ) -> list[LLMResult]:
+        """Run each request as it arrives in ``inbox`` until None; results in arrival order."""
+        tasks: list[asyncio.Task] = []
+        try:
+            while (request := await inbox.get()) is not None:
+                tasks.append(asyncio.create_task(self.run_one(request)))
+                if on_done is not None:
+                    tasks[-1].add_done_callback(on_done)
+            return await asyncio.gather(*tasks)
+        finally:  # the batch failed or was cancelled: end what is left of it
+            for task in tasks:
+                task.cancel()
+
     async def run_one(self, req: LLMRequest) -> LLMResult:
         """Never raises for a bad answer or a failed call; raises ReplayMissError in replay mode."""
         try:
             result = await self._run(req)
-        except (ReplayMissError, asyncio.CancelledError):
+        except ReplayMissError:
             raise
         except Exception as err:  # noqa: BLE001 - a bug or an unforeseen error must not end a run
             log.warning("request %s failed inside the LLM layer: %s", identity_of(req.key), type(err).__name__)

@@ -25,12 +25,14 @@ from experiments import plots
 from llm_runtime.accounting import Accounting
 from model.model import EconomyModel
 from visualization import app, assets, baselines, server
-from visualization.charts import CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory, workers_axis
+from visualization.charts import (CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory,
+                                  workers_axis)
 from visualization.panels import (NETWORK_COLOURINGS, SKILL_LABEL, ElectionResults, LLMAccounting, RunStatus,
                                   SocialNetwork, WorkerInspector, worker_history)
 from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
 
 SMALL = {**DEFAULTS, "workers": "30", "max_steps": 20}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def all_widgets(widget):
@@ -390,8 +392,8 @@ def test_without_npm_the_browser_falls_back_to_the_cdn_when_it_answers(tmp_path,
     monkeypatch.setattr(assets, "cdn_reachable", lambda timeout=3.0: True)
     lines = []
     assets.ensure(say=lines.append)
-    assert lines == ["dashboard: npm not found: install npm (Debian/Ubuntu: sudo apt-get install npm; or from "
-                     "https://nodejs.org); the browser will load Solara's front-end files from cdn.jsdelivr.net"]
+    assert lines == [f"dashboard: npm not found: {assets.INSTALL_NPM}; the browser will load Solara's front-end "
+                     "files from cdn.jsdelivr.net"]
 
 
 def test_a_failing_npm_is_reported_with_its_reason(tmp_path, monkeypatch):
@@ -430,8 +432,8 @@ sys.exit(server.serve(port=1))
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_ends_the_server_child_too(tmp_path, stop_signal):
     pid_file = tmp_path / "child.pid"
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STUB_SERVE.format(pid_file=str(pid_file)))],
-                              cwd=server.ROOT, start_new_session=True)
+    stub = textwrap.dedent(STUB_SERVE.format(pid_file=str(pid_file)))
+    parent = subprocess.Popen([sys.executable, "-c", stub], cwd=ROOT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not pid_file.exists() or not pid_file.read_text():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.llm_server import FaultServer
-from visualization import assets, server
+from visualization import assets
 
 CHROMIUM = Path(os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium"))  # Debian's chromium
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,8 +46,8 @@ try:
 except ImportError:
     unavailable("playwright is not installed (pip install playwright)")
 if assets.missing() and shutil.which("npm") is None and not assets.cdn_reachable():
-    unavailable(f"Solara's front-end files {', '.join(assets.missing())} are not cached, npm is not installed "
-                "and cdn.jsdelivr.net is unreachable (apt-get install -y npm)")
+    unavailable(f"Solara's front-end files {', '.join(assets.missing())} are not cached, npm is not "
+                "installed and cdn.jsdelivr.net is unreachable (apt-get install -y npm)")
 
 
 def free_port() -> int:
@@ -56,11 +56,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_dashboard(port: int, log: Path, env: dict | None = None) -> subprocess.Popen:
-    """``python run.py dashboard --port PORT`` from the repository root, as the README says, in a process
-    group of its own (a user's shell gives it one too)."""
+def start_dashboard(port: int, log: Path, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """``python run.py dashboard --port PORT``, as the README says (from the repository root unless ``cwd``
+    says otherwise), in a process group of its own (a user's shell gives it one too)."""
+    script = "run.py" if cwd == ROOT else str(ROOT / "run.py")
     with log.open("w") as output:
-        return subprocess.Popen([sys.executable, "run.py", "dashboard", "--port", str(port)], cwd=ROOT,
+        return subprocess.Popen([sys.executable, script, "dashboard", "--port", str(port)], cwd=cwd,
                                 stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
@@ -114,14 +115,14 @@ def llm_server():
 @pytest.fixture(scope="module")
 def dashboard_url(tmp_path_factory, llm_server):
     """The dashboard on a free port of 127.0.0.1. LLM minds ask ``llm_server`` and record in a response
-    store of the test's own."""
+    store of the test's own: the model's relative store path resolves in a fresh working directory (from
+    the repository root, answers stored by earlier runs would replay at once)."""
     workdir = tmp_path_factory.mktemp("server")
     log = workdir / "dashboard.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model",
-           "LLM_STORE": str(workdir / "llm_responses.sqlite")}
-    process = start_dashboard(port, log, env)
+    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model"}
+    process = start_dashboard(port, log, env, cwd=workdir)
     try:
         wait_until_serving(url, process, log)
         yield url

@@ -56,7 +56,9 @@ SLIDER_VALUES_CSS = """
     height: auto !important; min-width: 20px; border-radius: 0; font-size: 0.75rem;
     background-color: transparent !important; color: rgba(0, 0, 0, 0.6) !important;
 }
-.theme--dark .v-slider .v-slider__thumb-label.v-slider__thumb-label { color: rgba(255, 255, 255, 0.7) !important; }
+.theme--dark .v-slider .v-slider__thumb-label.v-slider__thumb-label {
+    color: rgba(255, 255, 255, 0.7) !important;
+}
 .v-slider .v-slider__thumb-label > * { transform: none !important; }
 .v-input__slider { padding-bottom: 12px; }
 """

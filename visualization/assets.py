@@ -118,8 +118,8 @@ def ensure(say: Callable[[str], None] = print) -> None:
         fill(progress=lambda package: say(f"dashboard:   {package}"))
     except AssetsUnavailable as error:
         if not cdn_reachable():
-            raise AssetsUnavailable(f"Solara's front-end files are missing and cdn.jsdelivr.net is unreachable; "
-                                    f"{error}, then start the dashboard again") from None
+            raise AssetsUnavailable(f"Solara's front-end files are missing and cdn.jsdelivr.net is "
+                                    f"unreachable; {error}, then start the dashboard again") from None
         say(f"dashboard: {error}; the browser will load Solara's front-end files from cdn.jsdelivr.net")
         return
     say("dashboard: front-end files in place")

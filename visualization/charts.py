@@ -75,11 +75,6 @@ def Chart(draw: Callable, key: list, size=FIGURE_SIZE, update: Callable | None =
     solara.Image(image, format="png")
 
 
-def fingerprint(*arrays) -> int:
-    """A cheap memo key for the contents of numpy arrays."""
-    return hash(tuple(np.ascontiguousarray(a).tobytes() for a in arrays))
-
-
 def bracket_labels(schedule) -> list[str]:
     def dollars(value):
         return f"${value / 1000:,.0f}k" if value >= 1000 else f"${value:,.0f}"
@@ -168,19 +163,28 @@ def ObjectiveChart(model):
             solara.Text(f"{name}: {series}")
 
 
+def round_up(value: float, digits: int = 2) -> float:
+    """``value`` rounded up to ``digits`` significant digits."""
+    unit = 10.0 ** (np.floor(np.log10(value)) - digits + 1)
+    return float(np.ceil(value / unit) * unit)
+
+
 @solara.component
 def HoursHistogram(model):
     """Distribution of weekly hours this step."""
     update_counter.get()
     hours = model.workforce.hours
+    bins = np.linspace(0, model.hours_cap, 21)
+    mean = f"{hours.mean():.1f}"
 
     def draw(figure, axes):
-        axes.set_title(f"Weekly hours (mean {hours.mean():.1f})", fontsize=11)
-        axes.hist(hours, bins=np.linspace(0, model.hours_cap, 21), color="tab:orange", edgecolor="white")
+        axes.set_title(f"Weekly hours (mean {mean})", fontsize=11)
+        axes.hist(hours, bins=bins, color="tab:orange", edgecolor="white")
         axes.set_xlabel("hours per week")
         workers_axis(axes)
 
-    Chart(draw, [id(model), fingerprint(hours)])
+    # keyed by what the picture shows, not the raw hours: small moves within a bin need no new PNG
+    Chart(draw, [id(model), mean, np.histogram(hours, bins)[0].tobytes()])
 
 
 @solara.component
@@ -188,23 +192,25 @@ def IncomeDistribution(model):
     """Pre-tax and post-tax (after tax and rebate) income this step."""
     update_counter.get()
     outcome = model.outcome
-    pre_tax = outcome.income
-    post_tax = outcome.income - outcome.tax + outcome.rebate
+    # the top 1% pooled in the last bin, whose edge is rounded so that it moves only with the distribution
+    top = round_up(max(np.quantile(outcome.income, 0.99),
+                       np.quantile(outcome.income - outcome.tax + outcome.rebate, 0.99), 1.0))
+    pre_tax = np.minimum(outcome.income, top)
+    post_tax = np.minimum(outcome.income - outcome.tax + outcome.rebate, top)
+    bins = np.linspace(0, top, 31)
 
     def draw(figure, axes):
-        top = max(np.quantile(pre_tax, 0.99), np.quantile(post_tax, 0.99), 1.0)
-        bins = np.linspace(0, top, 31)
         axes.set_title("Income distribution", fontsize=11)
         # pre-tax filled, post-tax outlined on top: where they overlap both stay visible
-        axes.hist(np.minimum(pre_tax, top), bins=bins, histtype="stepfilled", alpha=0.35, color="tab:blue",
-                  edgecolor="tab:blue", label="pre-tax")
-        axes.hist(np.minimum(post_tax, top), bins=bins, histtype="step", linewidth=2, color="tab:green",
-                  label="post-tax + rebate")
+        axes.hist(pre_tax, bins=bins, histtype="stepfilled", alpha=0.35, color="tab:blue", edgecolor="tab:blue",
+                  label="pre-tax")
+        axes.hist(post_tax, bins=bins, histtype="step", linewidth=2, color="tab:green", label="post-tax + rebate")
         axes.set_xlabel("annual income ($; top 1% pooled in the last bin)", fontsize=9)
         workers_axis(axes)
         axes.legend(fontsize=8)
 
-    Chart(draw, [id(model), fingerprint(pre_tax, post_tax)])
+    counts = [np.histogram(values, bins)[0].tobytes() for values in (pre_tax, post_tax)]
+    Chart(draw, [id(model), top, *counts])
 
 
 @solara.component

@@ -12,7 +12,6 @@ from pathlib import Path
 from visualization import assets
 
 APP = Path(__file__).with_name("app.py")
-ROOT = APP.parent.parent
 STOP_GRACE_S = 10.0  # how long the server may take to close its connections before it is killed
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -40,10 +39,10 @@ def serve(host: str = "127.0.0.1", port: int = 8765, wait: bool = True,
     too (killed after :data:`STOP_GRACE_S`) and give 128 + the signal number, and missing front-end
     files that cannot be fetched give 1 after a one-line message on stderr. Without ``wait``, return
     the process (or raise :class:`~visualization.assets.AssetsUnavailable`). ``popen_kwargs`` go to
-    :class:`subprocess.Popen` (``cwd`` defaults to the repository root, where relative paths such as
-    the LLM response store ``results/llm_responses.sqlite`` resolve).
+    :class:`subprocess.Popen`; relative paths such as the LLM response store of LLM minds
+    (``results/llm-responses.sqlite``) resolve in its ``cwd``, by default the caller's, as for the other
+    ``run.py`` commands.
     """
-    popen_kwargs = {"cwd": ROOT, **popen_kwargs}
     if not wait:
         assets.ensure(say=lambda line: None)
         return subprocess.Popen(command(host, port), **popen_kwargs)
