@@ -7,9 +7,7 @@ Model settings are :class:`model.params.EconomyParams` fields (a few under short
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -19,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from experiments.cli import (COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PARAM, default_of, owner, flag,
                              option_help, parse_command_line)
-from experiments.folders import check_out, run_folder
+from experiments.folders import check_out, run_folder, settings_hash
 from experiments.plugins import load_plugins
 from model.params import EconomyParams
 from validation import allowed, problem, validate
@@ -136,12 +134,6 @@ def check(command: str, s: dict) -> None:
         s["run"] = str(run_folder(s["run"], command))
     if command in ("run", "sweep") or command == "compare" and s["out"] is not None:
         check_out("--out", Path(s["out"]), s["overwrite"])
-
-
-def settings_hash(s: dict) -> str:
-    """Six hex digits that tell runs with different settings apart (the default folder name ends with them)."""
-    chosen = {name: value for name, value in s.items() if name not in ("out", "overwrite")}
-    return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
 def sweep_points(s: dict) -> list[dict]:

@@ -4,6 +4,8 @@ lock that keeps a second run, resume or replay of the same folder from starting 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +21,12 @@ LOCK_NAME = ".running"  # holds the running process's pid; the kernel drops the 
 def partial_dir(out: Path) -> Path:
     """Where a run writes until it finishes (then renamed to ``out``)."""
     return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def settings_hash(s: dict) -> str:
+    """Six hex digits that tell runs with different settings apart (the default folder name ends with them)."""
+    chosen = {name: value for name, value in s.items() if name not in ("out", "overwrite")}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
 def holder(partial: Path) -> int | None:
