@@ -6,7 +6,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import functools
-import gc
 import logging
 import os
 import queue
@@ -49,14 +48,6 @@ class _LoopThread:
             self.thread.join(10)
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
-
-
-@functools.cache
-def _freeze_long_lived_objects() -> None:
-    """Once per process, keep what is alive now (mostly the client libraries' modules and classes) out of the
-    collector's full passes, which would otherwise walk it all in the middle of every large batch."""
-    gc.collect()
-    gc.freeze()
 
 
 async def _cancel_pending() -> None:
@@ -114,7 +105,6 @@ class LLMClient:
             self.model = model
             self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
                                   concurrency=self.concurrency, accounting=self.accounting)
-            _freeze_long_lived_objects()
         except BaseException:
             self.close()
             raise
