@@ -12,6 +12,8 @@ from validation import ParameterError
 def load_plugins(paths: list[str]) -> None:
     """Import each Python file once; its ``register`` calls make its entries available by name."""
     for path in paths:
+        if "\0" in path:
+            raise ParameterError("--plugin", f"{path!r} is not a file path", "the path of a .py file")
         file = Path(path).resolve()
         name = f"plugin_{file.stem}"
         if getattr(sys.modules.get(name), "__file__", None) == str(file):

@@ -36,7 +36,8 @@ class Unreachable:
 
 def one_line_naming(error: ParameterError, given: set[str]) -> bool:
     text = str(error)
-    return "\n" not in text and "; allowed: " in text and any(name in text for name in given)
+    names = given | ({"rates"} if "initial_rates" in given else set())  # the schedule names its rates
+    return "\n" not in text and "; allowed: " in text and any(name in text for name in names)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
