@@ -21,13 +21,16 @@ import threading
 from pathlib import Path
 
 from experiments.config import ConfigError, resolve
-from experiments.runner import Interrupted
-from experiments.sweep import SweepFailed
+from experiments.runner import Interrupted, StoreCorruptError, StoreError, SweepFailed, TooManyFailures
 
-RUN_DEFAULTS = {"workers": 5, "steps": 15, "tax_year_length": 5, "worker_mind": "llm", "planner": "llm"}
+# the embedded model: the paper's 5 workers for two tax years of 2 steps (21 requests, about a minute)
+RUN_DEFAULTS = {"workers": 5, "steps": 4, "tax_year_length": 2, "worker_mind": "llm", "planner": "llm"}
 COMPARE_DEFAULTS = {"workers": 100, "steps": 250, "tax_year_length": 25}
 SWEEP_DEFAULTS = {"workers": 100, "steps": 100, "tax_year_length": 25, "worker_mind": "rational"}
-DEFAULTS = {"run": RUN_DEFAULTS, "compare": COMPARE_DEFAULTS, "sweep": SWEEP_DEFAULTS}
+# with a server named (LLM_BASE_URL, OPENAI_API_KEY, --base-url, ...): the paper's default experiment and size
+RUN_DEFAULTS_WITH_SERVER = {**RUN_DEFAULTS, "workers": 5, "steps": 2500, "tax_year_length": 25}
+DEFAULTS = {"run": RUN_DEFAULTS, "run_with_server": RUN_DEFAULTS_WITH_SERVER, "compare": COMPARE_DEFAULTS,
+            "sweep": SWEEP_DEFAULTS}
 
 
 def resume_command(out) -> str:
@@ -82,6 +85,15 @@ def main(argv=None) -> int:
     except ConfigError as error:  # the model's own checks, raised before any result is written
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
+    except TooManyFailures as failed:  # the results are written, and say so at the top of summary.md
+        print(f"run.py: {command}: {failed}", file=sys.stderr)
+        return 1
+    except StoreCorruptError as error:  # found when the store is opened, before any work
+        print(f"run.py: {command}: {error}", file=sys.stderr)
+        return 2
+    except StoreError as error:  # the run stopped rather than fetch answers it could not keep
+        print(f"run.py: {command}: {error}", file=sys.stderr)
+        return 1
     except LookupError as error:  # replay met a request that was never stored
         print(f"run.py: {command}: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1

@@ -2,8 +2,10 @@
 
 Every stage is one batch through the LLM layer (``llm_runtime.LLMClient.run_batch``), each request
 keyed ``(run_id, period, stage, decider)`` so a run can be replayed or resumed from the
-response store. A failed answer never stops a run: a worker keeps its last hours and the
-planner keeps its rates, and both count the failure.
+response store. Answers are validated against bounded schemas and re-asked when invalid, never
+clipped into range. A failed answer never stops a run: a worker keeps its last hours and the
+planner keeps its rates, and both count the failure. Paper mode clips as the reference does
+(LABOR to the cap, DELTA to +-20 points, rates to [0, 100] %) and counts every clipped answer.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from agents.archetypes import Archetypes
 from agents.llm_voting import LLMElection, LLMLeaderRule
 from agents.planner import PLANNERS, PlannerRule
 from agents.worker import WORKER_MINDS, WorkerMind
-from agents.prompts import (PAY_HOURS, PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerAnswer,
-                            WorkerMemory, best_memories, pay_table, sized, worker_block, worker_messages)
+from agents.prompts import (PAY_HOURS, PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerMemory,
+                            best_memories, count_clipped, paper_delta, pay_table, sized, worker_answer, worker_block,
+                            worker_messages)
 from llm_runtime import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
@@ -86,6 +89,7 @@ class LLMWorkerMind(WorkerMind):
         self._best: dict[int, list[WorkerMemory]] = {}  # each decider's best_memories, kept up to date
         self.last_hours: np.ndarray | None = None
         self.failures = 0
+        self.clipped = 0  # paper-mode answers above the cap
         self.last_exchange: Mapping[int, tuple[list[dict], str | None]] = {}
 
     def deciders(self, model) -> np.ndarray:
@@ -103,7 +107,7 @@ class LLMWorkerMind(WorkerMind):
         deciders = self.deciders(model)
         current = model.workforce.hours[deciders]
         exploit = self.exploit(model)
-        schema = PaperLabor if self.mode == "paper" else WorkerAnswer
+        schema = PaperLabor if self.mode == "paper" else worker_answer(self.cap)
         skills = model.workforce.skill[deciders]
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
@@ -137,7 +141,9 @@ class LLMWorkerMind(WorkerMind):
         failed = np.isnan(answers)
         self.failures += int(failed.sum())
         chosen = np.where(failed, current, answers)  # no usable answer (failed, or NaN) keeps the last hours
-        np.clip(chosen, 0.0, self.cap, out=chosen)
+        if self.mode == "paper":  # the reference accepts any hours >= 0 and clamps them to the cap
+            count_clipped(self, self.client, int(np.sum(chosen > self.cap)))
+            np.minimum(chosen, self.cap, out=chosen)
         self.last_exchange = Exchanges(deciders, requests, results)
         if self.archetypes is None:
             return chosen
@@ -228,9 +234,10 @@ class LLMPlannerRule(PlannerRule):
     """In-context RL planner: one request per tax year with the per-year record so far.
 
     ``paper`` mode asks for DELTA per bracket, clipped to [-20, 20] points and rounded to
-    10; ``improved`` asks for absolute rates at 1 % resolution. The prompt keeps one line per
-    tax year (rates, objective, mean hours, Gini) and the best year so far, trimmed to the
-    last ``max_years`` years so it does not grow with the run or the population.
+    10 (clipped answers are counted); ``improved`` asks for absolute rates in whole percent.
+    The prompt keeps one line per tax year (rates, objective, mean hours, Gini) and the best
+    year so far, trimmed to the last ``max_years`` years so it does not grow with the run or
+    the population.
     """
 
     needs_llm = True
@@ -239,6 +246,7 @@ class LLMPlannerRule(PlannerRule):
         self.max_years = max_years
         self.years: list[dict] = []
         self.failures = 0
+        self.clipped = 0
         self.last_exchange: tuple[list[dict], str | None] | None = None
 
     def initial_rates(self, model):
@@ -302,6 +310,7 @@ class LLMPlannerRule(PlannerRule):
             self.failures += 1
             return current
         if self.mode == "paper":
-            delta = np.round(np.clip(values, -20, 20) / 10) * 10 / 100
-            return np.clip(np.round(current + delta, 10), 0.0, 1.0)
-        return np.clip(np.round(values), 0, 100) / 100
+            rates, clipped = paper_delta(current, values)
+            count_clipped(self, self.client, int(clipped))
+            return rates
+        return values / 100  # validated whole percents in [0, 100]

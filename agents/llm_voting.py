@@ -3,15 +3,20 @@
 Each stage is one batch of requests (one per worker, or per archetype whose members all
 follow it). A worker that fails to answer does not run and votes for itself, as in the
 reference, where every vote defaults to the voter's own index; failures are counted.
-In the improved mode each voter also sees its neighbours' last satisfaction and vote.
+Improved-mode rates are validated whole percents; paper-mode DELTA platforms are clipped as the
+planner's are, and clipped answers are counted. In the improved mode each voter also sees its
+neighbours' last satisfaction and vote.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
-from agents.prompts import REASON_LENGTH, PaperDelta, PlannerAnswer, percent, sized, worker_block
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from agents.prompts import (REASON_LENGTH, PaperDelta, PaperNumber, Percent, PlannerAnswer, count_clipped, paper_delta,
+                            percent, plain_decimal, sized, worker_block)
 from agents.voting import ElectionResult, LeaderRule, plurality_winner
 from llm_runtime import LLMRequest
 
@@ -19,17 +24,17 @@ from llm_runtime import LLMRequest
 class Candidacy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     run: bool
-    rates: list[float] = Field(description="proposed marginal rate per bracket, percent; empty if not running")
+    rates: list[Percent] = Field(description="proposed marginal rate per bracket, percent; empty if not running")
 
 
 class PaperCandidacy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    DELTA: list[float] | None
+    DELTA: list[PaperNumber] | None
 
 
 class Ballot(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    vote: int = Field(description="the worker id you vote for")
+    vote: Annotated[int, BeforeValidator(plain_decimal)] = Field(description="the worker id you vote for")
     reason: str = Field(max_length=REASON_LENGTH)
 
 
@@ -62,6 +67,7 @@ class LLMElection:
     def __init__(self, binding: bool = False):
         self.binding = binding
         self.failures = 0
+        self.clipped = 0
 
     def _batch(self, model, stage, rows, build, schema):
         requests = [LLMRequest(key=(model.worker_mind.run_id, model.period, stage, int(row)), messages=build(int(row)),
@@ -91,11 +97,12 @@ class LLMElection:
             if not result.ok:
                 continue
             if paper and result.value.DELTA is not None and len(result.value.DELTA) == n_brackets:
-                delta = np.round(np.clip(result.value.DELTA, -20, 20) / 10) * 10 / 100
-                platforms.append(np.clip(np.round(model.schedule.rates + delta, 10), 0, 1))
+                platform, clipped = paper_delta(model.schedule.rates, result.value.DELTA)
+                count_clipped(self, model.llm, int(clipped))
+                platforms.append(platform)
                 candidates.append(row)
             elif not paper and result.value.run and len(result.value.rates) == n_brackets:
-                platforms.append(np.clip(np.round(result.value.rates), 0, 100) / 100)
+                platforms.append(np.asarray(result.value.rates, dtype=float) / 100)
                 candidates.append(row)
         if not candidates:
             return None
@@ -136,6 +143,7 @@ class LLMLeaderRule(LeaderRule):
     def __init__(self, binding: bool = False):
         super().__init__(binding)
         self.failures = 0
+        self.clipped = 0
 
     def selfish_rates(self, model, leader: int) -> np.ndarray:
         paper = model.worker_mind.mode == "paper"
@@ -154,5 +162,7 @@ class LLMLeaderRule(LeaderRule):
             self.failures += 1
             return model.schedule.rates
         if paper:
-            return np.clip(np.round(model.schedule.rates + np.round(np.clip(values, -20, 20) / 10) / 10, 10), 0, 1)
-        return np.clip(np.round(values), 0, 100) / 100
+            rates, clipped = paper_delta(model.schedule.rates, values)
+            count_clipped(self, model.llm, int(clipped))
+            return rates
+        return values / 100  # validated whole percents in [0, 100]

@@ -10,25 +10,88 @@ that servers can reuse cached prefixes.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 PROMPT_MODES = ("improved", "paper")
 REASON_LENGTH = 160
 
 
+_DECIMAL = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_PAPER_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_PAPER_STRIP = str.maketrans("", "", "$,%")
+_HOURS_UNIT = re.compile(r"\s*(?:hours?|hrs?|h)\.?$", re.IGNORECASE)
+
+
+def plain_decimal(value):
+    """A JSON number as it is, or a string that is a plain decimal ("40", "37.5") read as one.
+
+    Booleans and other strings ("4e1", "0x40", "40 hours") are invalid: answers are never bent into numbers.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError(f"{value[:40]!r} is not a plain decimal number")
+        return int(text) if text.lstrip("+-").isdigit() else float(text)
+    return value
+
+
+def _paper_number(value, unit: re.Pattern | None = None):
+    """The reference's reading: "$", "," and "%" (and ``unit``) stripped from a string, then a float."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    if isinstance(value, str):
+        text = value.translate(_PAPER_STRIP).strip()
+        text = unit.sub("", text) if unit is not None else text
+        if not _PAPER_NUMBER.fullmatch(text):
+            raise ValueError(f"{value[:40]!r} is not a number")
+        return float(text)
+    return value
+
+
+# Bounds go before the validator so that they reach the JSON schema as minimum/maximum.
+Percent = Annotated[int, Field(ge=0, le=100), BeforeValidator(plain_decimal)]
+"""A whole percent in [0, 100], as the improved prompts ask for rates."""
+PaperNumber = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_paper_number)]
+"""A paper-mode DELTA entry: read leniently, any finite value (the caller clips and rounds as the paper does)."""
+PaperHours = Annotated[float, Field(ge=0, allow_inf_nan=False),
+                       BeforeValidator(functools.partial(_paper_number, unit=_HOURS_UNIT))]
+"""Paper-mode LABOR: "40 hours" accepted; NaN, inf and negative hours invalid; above the cap it is clipped."""
+
+
+def hours_type(cap: float):
+    """Weekly hours in [0, ``cap``]: a JSON number or a plain decimal string."""
+    return Annotated[float, Field(ge=0, le=cap, allow_inf_nan=False), BeforeValidator(plain_decimal)]
+
+
+Hours = hours_type(100)
+
+
 class PaperLabor(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    LABOR: float = Field(ge=0, le=100)
+    LABOR: PaperHours
 
 
 class WorkerAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hours: float = Field(ge=0, le=100, description="weekly hours of labour")
+    hours: Hours = Field(description="weekly hours of labour")
     reason: str = Field(max_length=REASON_LENGTH, description="why, in one short sentence")
+
+
+@functools.cache
+def worker_answer(cap: float) -> type[BaseModel]:
+    """:class:`WorkerAnswer` with hours bounded by ``cap`` (the schema sent to the server carries it)."""
+    if cap == 100:
+        return WorkerAnswer
+    name = f"WorkerAnswerCap{cap:g}".replace(".", "_").replace("+", "")
+    return create_model(name, __base__=WorkerAnswer,
+                        hours=(hours_type(cap), Field(description="weekly hours of labour")))
 
 
 class Satisfaction(BaseModel):
@@ -39,12 +102,12 @@ class Satisfaction(BaseModel):
 
 class PaperDelta(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    DELTA: list[float]
+    DELTA: list[PaperNumber]
 
 
 class PlannerAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rates: list[float] = Field(description="marginal rate per bracket, in percent")
+    rates: list[Percent] = Field(description="marginal rate per bracket, in whole percent")
     reason: str = Field(max_length=REASON_LENGTH)
 
 
@@ -52,9 +115,29 @@ class PlannerAnswer(BaseModel):
 def sized(schema: type[BaseModel], brackets: int) -> type[BaseModel]:
     """``schema`` (PlannerAnswer or PaperDelta) with exactly one list entry per bracket, so constrained decoding
     cannot run on past the last bracket."""
-    field = "rates" if schema is PlannerAnswer else "DELTA"
-    sized_list = Annotated[list[float], Field(min_length=brackets, max_length=brackets)]
+    field, item = ("rates", Percent) if schema is PlannerAnswer else ("DELTA", PaperNumber)
+    sized_list = Annotated[list[item], Field(min_length=brackets, max_length=brackets,
+                                             description=schema.model_fields[field].description)]
     return create_model(f"{schema.__name__}{brackets}", __base__=schema, **{field: (sized_list, ...)})
+
+
+def paper_delta(rates, delta) -> tuple[np.ndarray, bool]:
+    """The reference's DELTA rule: each change clipped to [-20, 20] points and rounded to 10, the new rates
+    (fractions) clipped to [0, 1]; and whether any clip changed a value."""
+    delta = np.asarray(delta, dtype=float)
+    bounded = np.clip(delta, -20, 20)
+    moved = np.round(np.asarray(rates, dtype=float) + np.round(bounded / 10) * 10 / 100, 10)
+    new = np.clip(moved, 0.0, 1.0)
+    return new, bool(np.any(bounded != delta) or np.any(new != moved))
+
+
+def count_clipped(owner, llm, n: int = 1) -> None:
+    """Count ``n`` answers that had to be clipped, on ``owner`` and in ``llm``'s accounting when it keeps one."""
+    if n:
+        owner.clipped += n
+        accounting = getattr(llm, "accounting", None)
+        if accounting is not None:
+            accounting.add(clipped=n)
 
 
 @dataclass

@@ -29,7 +29,7 @@ PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"
 _LLM = ("backend", "base_url", "model", "prompt_mode", "archetypes", "planner_options")
 _MODEL = ("workers", "steps", "tax_year_length", "preset", "brackets", "planner", "worker_mind", "scenario", "objective")
 COMMAND_OPTIONS = {
-    "run": ("plugin", *_MODEL, "seed", "agent_interval", "baselines", *_LLM, "out", "overwrite"),
+    "run": ("plugin", *_MODEL, "seed", "agent_interval", "baselines", *_LLM, "max_failure_rate", "out", "overwrite"),
     "compare": ("plugin", "workers", "steps", "tax_year_length", "preset", "brackets", "objective", "seed",
                 "planners", "out", "overwrite"),
     "sweep": ("plugin", *_MODEL, *_LLM, "grid", "seeds", "executor", "scheduler", "jobs", "out", "overwrite"),
@@ -89,6 +89,9 @@ class CliSettings(BaseModel):
     overwrite: Annotated[bool, Field(description="replace the results of an earlier run in --out")] = False
     baselines: Annotated[Baselines, Field(description="baseline planners run with rational workers")] = \
         ["us_federal", "saez", "oracle", "blackbox"]
+    max_failure_rate: Annotated[float, Field(ge=0, le=1, description=(
+        "an LLM run whose share of failed requests ends above this exits with status 1, after writing its "
+        "results"))] = 0.05
     planners: Annotated[Baselines, Field(min_length=1, description="planners to compare")] = \
         ["us_federal", "saez_reference", "saez", "oracle", "blackbox", "fixed"]
     grid: Annotated[dict[str, list[Any]], Field(description="a swept parameter, NAME=V1,V2 (repeat for a grid)")] = {}

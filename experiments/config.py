@@ -19,6 +19,7 @@ from experiments.cli import (COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PAR
                              option_help, parse_command_line)
 from experiments.folders import check_out, run_folder, settings_hash
 from experiments.plugins import load_plugins
+from llm_runtime.config import server_named
 from model.params import EconomyParams
 from validation import allowed, problem, validate
 from validation import ParameterError as ConfigError
@@ -77,8 +78,16 @@ def parse_grid(value, *, flag_given: bool, label: str) -> dict[str, list]:
     return grid
 
 
+SERVER_OPTIONS = ("backend", "base_url")
+SERVER_DEFAULTS = "_with_server"
+
+
 def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
-    """Parse and validate a command line: ``(command, settings)``; raises ConfigError."""
+    """Parse and validate a command line: ``(command, settings)``; raises ConfigError.
+
+    ``defaults[command]`` are the defaults of a command; ``defaults[command + "_with_server"]``, where given, replace
+    them when the LLM requests go to a server (flags, TOML or the LLM_* / OPENAI_API_KEY environment).
+    """
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
     namespace = parse_command_line(argv, {command: option_help(command, defaults) for command in COMMANDS},
@@ -86,17 +95,22 @@ def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
     command, file = namespace.pop("command"), namespace.pop("config", None)
     from_file = load_toml(file, command) if file is not None else {}
     settings = {}
+    command_defaults = defaults.get(command, {})
     if "plugin" in COMMAND_OPTIONS[command]:  # first: the names they register are valid in the other settings
         plugins = parse("plugin", namespace.pop("plugin", None) or from_file.pop("plugin", []), flag=False,
                         label="--plugin")
         load_plugins(plugins)
         settings["plugin"] = [str(Path(p).resolve()) for p in plugins]  # resume and sweep workers load them too
-    for name in COMMAND_OPTIONS[command]:
+    # where requests go comes first: a command may have other defaults when a server is named (SERVER_DEFAULTS)
+    for name in sorted(COMMAND_OPTIONS[command], key=lambda n: n not in SERVER_OPTIONS):
         if name == "plugin":
             continue
+        if name not in SERVER_OPTIONS and f"{command}{SERVER_DEFAULTS}" in defaults \
+                and server_named(settings.get("backend"), settings.get("base_url")):
+            command_defaults = defaults[f"{command}{SERVER_DEFAULTS}"]
         given, label = (namespace, flag(name)) if name in namespace else (from_file, f"{name} ({file})")
         if name not in given:
-            settings[name] = default_of(name, defaults.get(command, {}))
+            settings[name] = default_of(name, command_defaults)
         elif name == "grid":
             settings[name] = parse_grid(given[name], flag_given=given is namespace, label=label)
         else:

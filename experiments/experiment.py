@@ -13,9 +13,11 @@ import pandas as pd
 from experiments import plots, results
 from experiments.cli import PARAM, flag
 from experiments.config import ConfigError
-from experiments.folders import exclusive, partial_dir
+from experiments.folders import exclusive, holder, partial_dir
 from experiments.plugins import load_plugins
-from experiments.runner import Interrupted, baseline_kwargs, model_kwargs, step_all
+from experiments.runner import (Interrupted, TooManyFailures, baseline_kwargs, failure_rate, model_kwargs,
+                                step_all)
+from llm_runtime.errors import LLMConfigError
 
 
 def run(settings: dict, progress: bool = True) -> Path:
@@ -40,19 +42,35 @@ def resume(out: Path, progress: bool = True) -> Path:
 
 
 def replay(out: Path, progress: bool = True) -> Path:
-    """Rerun a finished run from its stored responses only, and rewrite its results."""
+    """Rerun a finished run from its stored responses only, into ``<run>/replay``; the run's own files stay as
+    they are. The baselines are not rerun: they are the run's own."""
     config = results.read_config(out)
     if config.get("command") != "run":
         written = f"`{config['command']}`" if "command" in config else "an older run.py"
         raise ConfigError("--run", f"{out} was written by {written}", "a folder written by `run`")
-    partial = results.start(out, config)
+    target = out / REPLAY_NAME
+    partial = partial_dir(target)
+    if partial.exists():
+        if (pid := holder(partial)) is not None:
+            raise ConfigError("--run", f"{partial} is already running (pid {pid or 'unknown'})",
+                              "one run, resume or replay of a results folder at a time")
+        shutil.rmtree(partial)  # a replay that was stopped: it holds nothing that is not in the run
+    if (out / results.STORE_NAME).is_file():  # a damaged store is reported under its own name, before any work
+        from llm_runtime.store import ResponseStore
+
+        ResponseStore(out / results.STORE_NAME, writable=False).close()
+    config = dict(config, command="replay", replay_of=str(out))
+    partial = results.start(target, config)
     with exclusive(partial, "--run"):
         if (out / results.STORE_NAME).is_file():
             shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
-        return _execute(config, out, mode="replay", progress=progress)
+        return _execute(config, target, mode="replay", progress=progress, original=out)
 
 
-def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
+def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path | None = None) -> Path:
+    """The baselines first (stored ones are reused), then the run itself, then the summary.
+
+    The model is built before the baselines run, so that a wrong LLM setting stops the run before any work."""
     from model.model import EconomyModel
 
     s, partial = config["settings"], partial_dir(out)
@@ -61,15 +79,25 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
                           store_mode="replay" if mode == "replay" else "record", agent_interval=s["agent_interval"])
     model = None
     try:
+        model = build(EconomyModel, kwargs)  # first: it checks the LLM server and model before any work
+        baselines = _baselines(s, partial, stored=original or partial, progress=progress)
+        if baselines and mode != "replay":
+            print(_baseline_table(s, baselines), flush=True)
         start = time.perf_counter()
-        model = build(EconomyModel, kwargs)
-        step_all(model, desc=f"{out.name} ({mode})" if mode != "new" else out.name, progress=progress)
+        if model.llm is not None and model.llm.backend.kind == "embedded" and mode != "replay":
+            print(plumbing_note(), file=sys.stderr, flush=True)
+        try:
+            step_all(model, desc=f"{out.name} ({mode})" if mode != "new" else out.name, progress=progress)
+        except LLMConfigError as error:  # every request failed as a wrong setting makes them fail
+            raise config_error(error) from None
         seconds = time.perf_counter() - start
         frame = results.write_model_data(model, partial)
         state, label = results.final_state(model), f"this run: {_planner(s)}, {s['worker_mind']} workers"
         elections, objective_name = list(model.elections), model.objective_name
         final_rates = tuple(float(r) for r in model.schedule.rates)
-        config["llm"] = results.llm_settings(model)
+        llm = results.llm_settings(model)
+        stats = model.llm.accounting.to_dict() if model.llm is not None else None
+        config["llm"] = llm
         results.write_json(partial / results.CONFIG_NAME, config)
     except KeyboardInterrupt:
         step = int(model.time) if model is not None else 0
@@ -79,35 +107,74 @@ def _execute(config: dict, out: Path, mode: str, progress: bool) -> Path:
         if mode == "replay":
             shutil.rmtree(partial, ignore_errors=True)
         raise Interrupted(out, step, s["steps"]) from None
-    except BaseException:
+    except BaseException as error:
         _close(model)
-        _failed(out, mode, started=model is not None)
+        _failed(out, mode, started=model is not None and not _nothing_answered(model, error))
         raise
     _close(model)
     try:
         rows = [results.summary_row(label, frame, seconds)]
-        baselines = run_baselines(s, final_rates, progress)
-        for name, (data, taken) in baselines.items():
+        final = _final_rates_baseline(s, final_rates, baselines, progress)
+        for name, (data, taken) in {**baselines, **final}.items():
             rows.append(results.summary_row(name, data, taken))
         table = pd.DataFrame(rows).set_index("run")
-        if baselines:
-            tidy = pd.concat({name: data for name, (data, _) in baselines.items()}, names=["run"])
+        frames = {n: d for n, (d, _) in {**baselines, **final}.items()}
+        if frames:
+            tidy = pd.concat(frames, names=["run"])
             tidy.reset_index().to_parquet(partial / "baselines.parquet")
-        results.write_plots(partial, frame, {n: d for n, (d, _) in baselines.items()}, state, objective_name, label,
-                            elections)
+        results.write_plots(partial, frame, frames, state, objective_name, label, elections)
         table.to_csv(partial / "summary.csv")
-        files = sorted({p.name for p in partial.iterdir()} | {"summary.md"})
-        text = summary_text(out, s, objective_name, table, skipped=_skipped(s), mode=mode, files=files)
+        files = sorted({p.name for p in partial.iterdir() if not p.name.startswith(".")} | {"summary.md"})
+        same = _same_data(original, frame) if original is not None else None
+        text = summary_text(out, s, objective_name, table, skipped=_skipped(s), mode=mode, files=files,
+                            llm=llm, stats=stats, same_as_original=same)
         (partial / "summary.md").write_text(text, encoding="utf-8")
     except KeyboardInterrupt:
         raise Interrupted(out, s["steps"], s["steps"]) from None
     except BaseException:
         _failed(out, mode, started=True)
         raise
+    replaced = out.exists()
     results.finish(out)
     print(text)
-    print(f"results: {out}")
+    print(f"results: {out}" + (" (replacing the earlier replay)" if replaced and mode == "replay" else ""))
+    limit = s.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
+    if stats is not None and failure_rate(stats) > limit:
+        raise TooManyFailures(out, stats, limit)
     return out
+
+
+REPLAY_NAME = "replay"
+DEFAULT_MAX_FAILURE_RATE = 0.05
+EMBEDDED_NOTE = ("The embedded model (SmolLM2-135M, offline) is a plumbing model: it shows that every part of the "
+                 "pipeline works, but its answers are not economic. The same run on a real server: "
+                 "`LLM_BASE_URL=http://HOST:PORT/v1 LLM_MODEL=NAME python run.py` (or OPENAI_API_KEY=... for OpenAI).")
+
+
+def plumbing_note() -> str:
+    return "run.py: " + EMBEDDED_NOTE
+
+
+def config_error(error: LLMConfigError) -> ConfigError:
+    """An LLM setting's error under the name of its flag."""
+    name = flag(error.field) if error.field in ("model", "base_url", "backend") else error.field  # not $LLM_...
+    return ConfigError(name, error.problem, error.allowed)
+
+
+def _nothing_answered(model, error: BaseException) -> bool:
+    """A configuration error before any request was answered: there is nothing worth keeping for ``resume``."""
+    if not isinstance(error, ConfigError) or model.llm is None:
+        return False
+    stats = model.llm.accounting.to_dict()
+    return stats["requests"] == sum(stats["failures"].values())
+
+
+def _same_data(original: Path, frame: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(pd.read_parquet(original / "model.parquet"), frame)
+    except (AssertionError, OSError, ValueError):
+        return False
+    return True
 
 
 def _failed(out: Path, mode: str, started: bool) -> None:
@@ -122,15 +189,13 @@ def _failed(out: Path, mode: str, started: bool) -> None:
 
 def build(model_class, kwargs: dict):
     """The model; its own checks of the arguments become ConfigErrors (bad input, exit 2)."""
-    from llm_runtime.errors import LLMConfigError
-
     names = {parameter: name for name, parameter in PARAM.items()}
     try:
         return model_class(**kwargs)
     except ConfigError as error:
         raise ConfigError(flag(names.get(error.field, error.field)), error.problem, error.allowed) from None
     except LLMConfigError as error:
-        raise ConfigError(error.field, error.problem, error.allowed) from None
+        raise config_error(error) from None
 
 
 def _planner(s: dict) -> str:
@@ -153,16 +218,53 @@ def _skipped(s: dict) -> list[str]:
     return [p for p in s["baselines"] if p == "us_federal" and not statutory(s["brackets"], s["preset"])]
 
 
-def run_baselines(s: dict, final_rates: tuple, progress: bool) -> dict[str, tuple[pd.DataFrame, float]]:
-    """Each baseline with rational workers on the same population and seed, and the run's final rates held fixed."""
+def _baselines(s: dict, partial: Path, stored: Path, progress: bool) -> dict[str, tuple[pd.DataFrame, float]]:
+    """The baseline runs: read from ``stored`` when it holds them (a resume or a replay), else run and kept in
+    ``partial`` at once, so that a resume does not run them again."""
+    names = [p for p in s["baselines"] if p not in _skipped(s)]
+    kept = _stored_baselines(stored, names)
+    if kept is not None:
+        return kept
+    out = run_baselines(s, names, progress)
+    if out:
+        pd.concat({n: d for n, (d, _) in out.items()}, names=["run"]).reset_index().to_parquet(
+            partial / "baselines.parquet")
+        pd.DataFrame([results.summary_row(n, d, t) for n, (d, t) in out.items()]).set_index("run").to_csv(
+            partial / "summary.csv")
+    return out
+
+
+def _stored_baselines(folder: Path, names: list[str]) -> dict[str, tuple[pd.DataFrame, float]] | None:
+    try:
+        tidy = pd.read_parquet(folder / "baselines.parquet")
+        seconds = pd.read_csv(folder / "summary.csv", index_col="run")["seconds"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not set(names) <= set(tidy["run"]) or not set(names) <= set(seconds.index):
+        return None
+    return {name: (tidy[tidy["run"] == name].drop(columns="run").set_index("step"), float(seconds[name]))
+            for name in names}
+
+
+def _final_rates_baseline(s: dict, final_rates: tuple, baselines: dict, progress: bool) -> dict:
+    """Rational workers under the run's final rates held fixed (not for elected leaders)."""
+    if s["scenario"] == "democratic":
+        return {}
+    return run_baselines(s, [FINAL_RATES], progress, rates=final_rates)
+
+
+FINAL_RATES = "this run's final rates"
+
+
+def run_baselines(s: dict, names: list[str], progress: bool, rates: tuple | None = None,
+                  ) -> dict[str, tuple[pd.DataFrame, float]]:
+    """Each baseline with rational workers on the same population and seed (``rates``: fixed rates)."""
     from model.model import EconomyModel
 
-    runs = {p: baseline_kwargs(s, p) for p in s["baselines"] if p not in _skipped(s)}
-    if s["scenario"] != "democratic":
-        runs["this run's final rates"] = baseline_kwargs(
-            s, "fixed", planner_options={"rates": list(final_rates)})
     out = {}
-    for name, kwargs in runs.items():
+    for name in names:
+        kwargs = (baseline_kwargs(s, "fixed", planner_options={"rates": list(rates)}) if name == FINAL_RATES
+                  else baseline_kwargs(s, name))
         start = time.perf_counter()
         model = EconomyModel(**kwargs)
         try:
@@ -173,16 +275,28 @@ def run_baselines(s: dict, final_rates: tuple, progress: bool) -> dict[str, tupl
     return out
 
 
+def _baseline_table(s: dict, baselines: dict) -> str:
+    table = pd.DataFrame([results.summary_row(n, d, t) for n, (d, t) in baselines.items()]).set_index("run")
+    return (f"Baselines: rational workers on the same {s['workers']} workers (seed {s['seed']}), last of "
+            f"{s['steps']} steps; the run follows.\n{results.table_text(table)}")
+
+
 def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, skipped: list[str],
-                 mode: str, files: list[str]) -> str:
+                 mode: str, files: list[str], llm: dict | None = None, stats: dict | None = None,
+                 same_as_original: bool | None = None) -> str:
     main = table.iloc[0]
     baselines = table.iloc[1:]
-    lines = [f"# {out.name}", "",
-             f"{s['workers']} workers ({s['worker_mind']}), planner {_planner(s)}, scenario {s['scenario']}, "
-             f"{s['steps']} steps, tax year {s['tax_year_length']} steps, preset {s['preset']}, "
-             f"objective {objective_name}, seed {s['seed']}.", "",
-             "Final step of each run; the baselines have rational workers on the same population and seed.", "",
-             "```", results.table_text(table), "```", ""]
+    lines = [f"# {out.name}" if same_as_original is None else f"# {out.parent.name} (replay)", ""]
+    lines += llm_lines(s, llm, stats)
+    if same_as_original is not None:
+        lines += [f"Replay of `{out.parent}` from its stored responses: the model data are "
+                  + ("identical to the run's." if same_as_original else "**not** identical to the run's.")
+                  + " The baselines are the run's own.", ""]
+    lines += [f"{s['workers']} workers ({s['worker_mind']}), planner {_planner(s)}, scenario {s['scenario']}, "
+              f"{s['steps']} steps, tax year {s['tax_year_length']} steps, preset {s['preset']}, "
+              f"objective {objective_name}, seed {s['seed']}.", "",
+              "Final step of each run; the baselines have rational workers on the same population and seed.", "",
+              "```", results.table_text(table), "```", ""]
     if len(baselines):
         best = baselines["objective"].idxmax()
         gap = main["objective"] - baselines["objective"].max()
@@ -191,11 +305,33 @@ def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, s
     if skipped:
         lines += [f"Not run: {', '.join(skipped)} (needs US brackets).", ""]
     lines += oracle_note(table.index)
-    if mode != "new":
-        lines += [f"This folder was written by `{mode}`: LLM accounting counts that process only "
+    if mode == "resume":
+        lines += ["This folder was written by `resume`: LLM accounting counts that process only "
                   "(stored responses appear as store hits).", ""]
     lines += ["Files: " + ", ".join(f"`{name}`" for name in files) + " (see the README, Results).", ""]
     return "\n".join(lines)
+
+
+def llm_lines(s: dict, llm: dict | None, stats: dict | None) -> list[str]:
+    """The LLM requests of the run, first in summary.md: what was asked, what failed, where."""
+    if stats is None:
+        return []
+    failed = sum(stats["failures"].values())
+    limit = s.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
+    lines = []
+    if failure_rate(stats) > limit:
+        lines += [f"**FAILED: {failed} of {stats['requests']} LLM requests failed "
+                  f"({100 * failure_rate(stats):.1f} %, above --max-failure-rate {100 * limit:g} %). Workers whose "
+                  "request failed kept their previous hours; a planner whose request failed kept its rates.**", ""]
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats["failures"].items()))
+    resolved = (llm or {}).get("resolved", {})
+    where = "the embedded model" if resolved.get("kind") == "embedded" else ", ".join(resolved.get("base_urls", []))
+    lines += [f"LLM requests: {stats['requests']:,}, failures {failed:,}" + (f" ({kinds})" if kinds else "")
+              + f", retries {stats['retries']:,}, re-asks {stats['reasks']:,}, store hits {stats['store_hits']:,}"
+              + f"; model `{resolved.get('model')}` on {where}.", ""]
+    if resolved.get("kind") == "embedded":
+        lines += [EMBEDDED_NOTE, ""]
+    return lines
 
 
 def oracle_note(names) -> list[str]:

@@ -9,6 +9,10 @@ import time
 from tqdm import tqdm
 
 from experiments.cli import MODEL_SETTINGS, PARAM
+from llm_runtime.errors import StoreCorruptError, StoreError  # noqa: F401 - run.py reports them
+
+__all__ = ["Interrupted", "StoreCorruptError", "StoreError", "SweepFailed", "TooManyFailures", "baseline_kwargs",
+           "failure_rate", "llm_postfix", "model_kwargs", "step_all"]
 
 
 class Interrupted(Exception):
@@ -17,6 +21,29 @@ class Interrupted(Exception):
     def __init__(self, out, step: int | None = None, total: int | None = None):
         self.out, self.step, self.total = out, step, total
         super().__init__(f"interrupted at step {step} of {total}")
+
+
+class SweepFailed(Exception):
+    """A run of the sweep failed; the finished runs are kept and ``resume`` runs the rest."""
+
+    def __init__(self, out, reason: str):
+        self.out = out
+        super().__init__(reason)
+
+
+class TooManyFailures(Exception):
+    """A run whose share of failed LLM requests ended above ``--max-failure-rate`` (its results are written)."""
+
+    def __init__(self, out, stats: dict, limit: float):
+        self.out, self.stats, self.limit = out, stats, limit
+        failed = sum(stats["failures"].values())
+        super().__init__(f"{failed} of {stats['requests']} LLM requests failed ({100 * failure_rate(stats):.1f} %, "
+                         f"above --max-failure-rate {100 * limit:g} %); results in {out}")
+
+
+def failure_rate(stats: dict) -> float:
+    """The share of a client's requests that ended without a valid answer."""
+    return sum(stats["failures"].values()) / stats["requests"] if stats["requests"] else 0.0
 
 
 def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mode: str = "record",

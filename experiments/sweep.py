@@ -23,17 +23,9 @@ from experiments import results
 from experiments.config import sweep_points
 from experiments.folders import exclusive, partial_dir
 from experiments.plugins import load_plugins
-from experiments.runner import Interrupted, model_kwargs
+from experiments.runner import Interrupted, SweepFailed, model_kwargs
 
 TABLE_NAME = "runs.parquet"
-
-
-class SweepFailed(Exception):
-    """A run of the sweep failed; the finished runs are kept and ``resume`` runs the rest."""
-
-    def __init__(self, out: Path, reason: str):
-        self.out = out
-        super().__init__(reason)
 
 
 def tasks(s: dict, store: Path) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Counters of one client: calls, store hits, retries, re-asks, faults and failures by kind, tokens, latency."""
+"""Counters of one client: calls, store hits, retries, re-asks, faults and failures by kind, clipped answers,
+tokens, latency."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Accounting:
         self.retries = 0
         self.reasks = 0
         self.format_fallbacks = 0
+        self.clipped = 0           # valid answers the caller clipped, as paper mode does
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.faults: Counter[str] = Counter()     # every fault seen, including those later retried or re-asked
@@ -45,8 +47,8 @@ class Accounting:
                | {"max": float(lat.max()), "mean": float(lat.mean())}) if lat.size else {}
         return {"requests": self.requests, "calls": self.calls, "sends": self.sends, "store_hits": self.store_hits,
                 "retries": self.retries, "reasks": self.reasks, "format_fallbacks": self.format_fallbacks,
-                "failures": dict(self.failures), "faults": dict(self.faults), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "latency_s": pct}
+                "clipped": self.clipped, "failures": dict(self.failures), "faults": dict(self.faults),
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "latency_s": pct}
 
     def write_json(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as fh:

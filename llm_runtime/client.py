@@ -20,7 +20,7 @@ from .accounting import Accounting
 from .config import Backend, LLMConfig, redact_url, resolve_backend
 from .engine import Engine
 from .errors import LLMConfigError
-from .records import LLMRequest, LLMResult
+from .records import FailureKind, LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
 
@@ -74,8 +74,9 @@ class LLMClient:
         self._engine: Engine | None = None
         self._endpoints: list[Endpoint] = []
         self._closed = False
-        try:
-            self.store = ResponseStore(cfg.store_path) if cfg.store_mode != "off" else None
+        try:  # a damaged or unwritable store raises StoreCorruptError or StoreError itself, naming the file
+            self.store = (ResponseStore(cfg.store_path, writable=cfg.store_mode == "record")
+                          if cfg.store_mode != "off" else None)
         except (OSError, sqlite3.Error) as err:
             raise LLMConfigError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
                                  "a writable SQLite file path") from None
@@ -88,7 +89,6 @@ class LLMClient:
             if embedded:
                 from .embedded import EmbeddedServer
 
-                model = os.path.splitext(os.path.basename(self.backend.model_path))[0]
                 if cfg.store_mode != "replay":
                     self.embedded = EmbeddedServer(self.backend.model_path, slots=cfg.embedded_slots,
                                                    ctx_per_slot=cfg.embedded_ctx_per_slot,
@@ -99,7 +99,7 @@ class LLMClient:
             self._loop = _LoopThread()
             self._endpoints = self._loop.run(self._make_endpoints(urls))
             if cfg.check_server and cfg.store_mode != "replay":
-                model = self._loop.run(self._check(model))
+                model = self._loop.run(self._check(model, known=not embedded))
             if model is None:
                 raise LLMConfigError("model", "not set", "a model name served at base_urls (model / LLM_MODEL)")
             self.model = model
@@ -117,8 +117,9 @@ class LLMClient:
                          timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
                          max_retries=cfg.max_retries) for url in urls]
 
-    async def _check(self, model: str | None) -> str | None:
-        """Ask each server for its models; unreachable servers and rejected keys are config errors."""
+    async def _check(self, model: str | None, known: bool) -> str | None:
+        """Ask each server for its models; unreachable servers, rejected keys and (``known``) a model the server
+        does not list are config errors."""
         for ep in self._endpoints:
             client = ep.client.with_options(max_retries=0, timeout=self.config.connect_timeout_s)
             shown = redact_url(ep.base_url)
@@ -126,6 +127,9 @@ class LLMClient:
                 listed = await client.models.list()
                 ids = [m.id for m in listed.data]
                 model = model or (ids[0] if ids else None)
+                if known and ids and model not in ids:
+                    served = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+                    raise LLMConfigError("model", f"{shown} has no model {model!r}", f"a model it serves: {served}")
             except openai.AuthenticationError:
                 raise LLMConfigError("api_key", f"rejected by {shown}",
                                      "a valid key in OPENAI_API_KEY or LLM_API_KEY") from None
@@ -145,6 +149,7 @@ class LLMClient:
         """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
+        self._engine.rejected = None
         inbox: asyncio.Queue = asyncio.Queue()
         finished: queue.SimpleQueue = queue.SimpleQueue()
         batch = self._loop.submit(self._engine.run_stream(inbox, finished.put if progress else None))
@@ -167,10 +172,16 @@ class LLMClient:
                         continue
                     done += 1
                     progress(done, n)
-            return batch.result()
+            results = batch.result()
         except BaseException:  # e.g. Ctrl-C, a replay miss, or the caller's generator failed: end the batch
             batch.cancel()
             raise
+        rejected = self._engine.rejected
+        if rejected is not None and results and all(r.failure is not None and r.failure.kind is FailureKind.HTTP_ERROR
+                                                   for r in results):
+            # every request failed as a wrong setting makes them fail: no later batch would do better
+            raise LLMConfigError(*rejected)
+        return results
 
     def complete(self, request: LLMRequest) -> LLMResult:
         return self.run_batch([request])[0]

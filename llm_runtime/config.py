@@ -166,19 +166,33 @@ def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
     return next((env[v] for v in API_KEY_ENV if env.get(v)), None)
 
 
+def server_named(backend: str | None, base_urls, env: Mapping[str, str] | None = None) -> bool:
+    """Whether requests go to a server rather than the embedded model: ``backend`` says so, or (``auto``) a URL
+    or an API key is set. A model name alone names no server."""
+    env = os.environ if env is None else env
+    backend = backend or env.get("LLM_BACKEND") or "auto"
+    if backend != "auto":
+        return backend == "openai"
+    return bool(base_urls or env.get("LLM_BASE_URL") or api_key_from_env(env))
+
+
 def resolve_backend(config: LLMConfig, env: Mapping[str, str] | None = None) -> Backend:
     """Pick the backend. ``auto``: explicit settings (base URL, model, API key) win, else the embedded model."""
     env = os.environ if env is None else env
     config.validate()
     key = api_key_from_env(env)
-    kind = config.backend
-    if kind == "auto":
-        explicit = config.base_urls or config.model or env.get("LLM_BASE_URL") or env.get("LLM_MODEL") or key
-        kind = "openai" if explicit else "embedded"
+    kind = "openai" if server_named(config.backend, config.base_urls, env) else "embedded"
     if kind == "embedded":
-        from .embedded import find_model_file
+        from .embedded import find_model_file, model_name
 
-        return Backend("embedded", model_path=find_model_file(config.embedded_model_path, env))
+        path = find_model_file(config.embedded_model_path, env)
+        named = config.model or env.get("LLM_MODEL")
+        if named and named != model_name(path):
+            field = "model" if config.model else "model ($LLM_MODEL)"
+            raise LLMConfigError(field, f"{named!r} is not the embedded model ({model_name(path)})",
+                                 f"{model_name(path)}, or a server that serves {named!r}: set base_url "
+                                 "($LLM_BASE_URL) or OPENAI_API_KEY")
+        return Backend("embedded", model=model_name(path), model_path=path)
     urls = config.base_urls
     if not urls:
         urls = tuple(u.strip() for u in env.get("LLM_BASE_URL", "").split(",") if u.strip())

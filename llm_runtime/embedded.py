@@ -36,16 +36,28 @@ def find_model_file(path: str | None = None, env: Mapping[str, str] | None = Non
     return path
 
 
+def default_threads() -> int:
+    """Every core but one, at most 8.
+
+    llama.cpp's threads meet at every layer, so one thread that the OS deschedules stalls them all: on a 2-core
+    machine running other work, one thread answered in 2.2 s and two in 19.5 s (bench/bench_main_job.py); the
+    core left over also serves the simulation itself.
+    """
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+def model_name(path: str) -> str:
+    """The name the embedded server answers to: the model file's name without ``.gguf``."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 class EmbeddedServer:
     """Starts and stops the embedded llama-server child process."""
 
     def __init__(self, model_path: str, *, slots: int = 1, ctx_per_slot: int = 8192, threads: int | None = None,
                  start_timeout_s: float = 120.0):
         self.model_path, self.slots, self.ctx_per_slot = model_path, slots, ctx_per_slot
-        # every core: the simulation waits while the model answers (python run.py on 2 cores: 2 min 20 s with
-        # 2 threads against about 1.7x the model time with 1). llama.cpp's threads spin, so a machine busy
-        # with other work slows it down badly: set fewer threads there (LLM_EMBEDDED_THREADS).
-        self.threads = threads or max(1, min(os.cpu_count() or 1, 8))
+        self.threads = threads or default_threads()
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.base_url: str | None = None
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--ctx-per-slot", type=int, default=8192)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=default_threads())
     ns = ap.parse_args(argv)
     try:
         _serve(find_model_file(ns.model), ns.slots, ns.ctx_per_slot, ns.threads)

@@ -13,11 +13,11 @@ import httpx2
 
 from .accounting import Accounting
 from .config import LLMConfig, redact_url
-from .errors import ReplayMissError
+from .errors import ReplayMissError, StoreCorruptError, StoreError
 from .parsing import parse_answer, reask_message, response_format, schema_instruction, schema_json
 from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
 from .store import ResponseStore, StoredResponse, identity_of
-from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error
+from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error, rejection
 
 log = logging.getLogger("llm_runtime")
 
@@ -32,14 +32,24 @@ class Engine:
         self.max_tokens = config.max_tokens
         self.acc = accounting
         self._sem = asyncio.Semaphore(concurrency)
+        self.rejected: tuple[str, str, str] | None = None  # the last answer that said a setting is wrong
 
     async def run_stream(self, inbox: asyncio.Queue, on_done: Callable[[asyncio.Task], None] | None = None,
                          ) -> list[LLMResult]:
         """Run each request as it arrives in ``inbox`` until None; results in arrival order."""
         tasks: list[asyncio.Task] = []
+        ended: list[BaseException] = []  # an error that ends the batch: no further request is sent
+
+        def check(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                ended.append(task.exception())
+
         try:
             while (request := await inbox.get()) is not None:
+                if ended:
+                    raise ended[0]
                 tasks.append(asyncio.create_task(self.run_one(request)))
+                tasks[-1].add_done_callback(check)
                 if on_done is not None:
                     tasks[-1].add_done_callback(on_done)
             return await asyncio.gather(*tasks)
@@ -48,11 +58,12 @@ class Engine:
                 task.cancel()
 
     async def run_one(self, req: LLMRequest) -> LLMResult:
-        """Never raises for a bad answer or a failed call; raises ReplayMissError in replay mode."""
+        """Never raises for a bad answer or a failed call; raises ReplayMissError in replay mode, and
+        StoreError or StoreCorruptError when the response store cannot keep or give back answers."""
         try:
             result = await self._run(req)
-        except ReplayMissError:
-            raise
+        except (ReplayMissError, StoreError, StoreCorruptError):
+            raise  # the batch must end: going on would fetch answers that cannot be kept, or build on wrong ones
         except Exception as err:  # noqa: BLE001 - a bug or an unforeseen error must not end a run
             log.warning("request %s failed inside the LLM layer: %s", identity_of(req.key), type(err).__name__)
             result = LLMResult(req.key, None, Failure(FailureKind.INTERNAL, f"{type(err).__name__}: {err}"))
@@ -171,6 +182,7 @@ class Engine:
                 continue
             self.acc.latency(latency)
             if error is not None:
+                self.rejected = rejection(error, self.model, redact_url(ep.base_url)) or self.rejected
                 return StoredResponse(None, None, kind_of_error(error).value,
                                       f"{type(error).__name__}: {str(error)[:200]}", 0, 0, latency, sends)
             choice = (completion.get("choices") or [{}])[0]

@@ -11,3 +11,11 @@ class LLMConfigError(ValueError):
 
 class ReplayMissError(LookupError):
     """Replay-only mode met a request that is not in the response store."""
+
+
+class StoreError(RuntimeError):
+    """The response store cannot be written: the run stops at once rather than fetch answers it cannot keep."""
+
+
+class StoreCorruptError(ValueError):
+    """The response store file is damaged; found when it is opened, before any work."""

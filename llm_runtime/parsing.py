@@ -1,4 +1,8 @@
-"""Response formats for requests and tolerant parsing of answers into pydantic models."""
+"""Response formats for requests and parsing of answers into pydantic models.
+
+An answer's JSON is found in prose or code fences, then validated by the schema as it is: numbers are never
+coerced here. Any leniency a prompt documents (e.g. "40 hours") belongs to the schema's own field types.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 from .records import Failure, FailureKind
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
 _KEYS = {"missing", "extra_forbidden", "unexpected_keyword_argument"}
 _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_too_long",
           "string_too_short", "too_long", "too_short", "literal_error", "enum", "multiple_of"}
@@ -69,33 +72,9 @@ def _first_object(text: str) -> tuple[Any, Failure | None]:
         return None, Failure(FailureKind.MALFORMED_JSON, f"invalid JSON: {err.msg} at {err.pos}")
 
 
-def _coerce(value: Any, schema: dict, defs: dict) -> Any:
-    """Turn '40 hours' / '22%' / '1,000' into numbers where the schema wants a number."""
-    if "$ref" in schema:
-        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
-    kind = schema.get("type")
-    if isinstance(value, dict) and "properties" in schema:
-        props = schema["properties"]
-        return {k: _coerce(v, props[k], defs) if k in props else v for k, v in value.items()}
-    if isinstance(value, list) and kind == "array":
-        return [_coerce(v, schema.get("items", {}), defs) for v in value]
-    if isinstance(value, str) and kind in ("integer", "number"):
-        match = _NUMBER.search(value)
-        if not match:
-            return value
-        number = float(match.group().replace(",", ""))
-        if value.strip().endswith("%") and schema.get("maximum", 100) <= 1:
-            number /= 100
-        return int(number) if kind == "integer" and number.is_integer() else number
-    return value
-
-
-@functools.cache
-def _plain_schema(schema: type[BaseModel]) -> dict:
-    return schema.model_json_schema()
-
-
 def classify_validation(err: ValidationError) -> FailureKind:
+    """Wrong keys first, then a broken bound; anything else (wrong type, a value a field's validator rejects,
+    a non-finite number) is an invalid type."""
     kinds = {e["type"] for e in err.errors()}
     if kinds & _KEYS:
         return FailureKind.WRONG_KEYS
@@ -112,9 +91,7 @@ def parse_answer(text: str | None, schema: type[BaseModel],
         if finish_reason == "length" and failure.kind is FailureKind.MALFORMED_JSON:
             failure = Failure(FailureKind.TRUNCATED_JSON, failure.message)
         return None, failure
-    json_schema = _plain_schema(schema)
     try:
-        data = _coerce(data, json_schema, json_schema.get("$defs", {}))
         return schema.model_validate(data), None
     except ValidationError as err:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors()[:5])

@@ -1,4 +1,8 @@
-"""SQLite response store (WAL): every answer is committed before it is used, for replay and resume."""
+"""SQLite response store (WAL): every answer is committed before it is used, for replay and resume.
+
+A store that cannot be written raises ``StoreError`` and a damaged one ``StoreCorruptError``, each with a one-line
+message naming the file: the run stops rather than fetch answers it cannot keep or build on wrong ones.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import StoreCorruptError, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -36,6 +42,29 @@ WRITE_RETRY_S = 0.0002
 _INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
+_CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _code(err: BaseException) -> int | None:
+    """The primary SQLite result code of an error (its extended code's low byte), or None if it has none."""
+    code = getattr(err, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _is_corrupt(err: BaseException) -> bool:
+    code = _code(err)
+    if code is not None:
+        return code in _CORRUPT
+    text = str(err)
+    return "malformed" in text or "not a database" in text
+
+
+def _cause(err: object) -> str:
+    """An error's text on one line."""
+    text = " ".join(str(err).split())
+    return text[:200] or type(err).__name__
+
+
 def identity_of(key: Hashable) -> str:
     """Canonical text of a caller's key (a string or a tuple of plain values)."""
     return json.dumps(list(key) if isinstance(key, (tuple, list)) else key, separators=(",", ":"), default=str)
@@ -56,34 +85,75 @@ class StoredResponse:
 class ResponseStore:
     """One connection per thread; safe for several processes sharing the file."""
 
-    def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 60_000):
+    def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 60_000, *, writable: bool = True):
+        """Open (or create) the store and check it: ``StoreCorruptError`` if it is damaged, and with ``writable``
+        ``StoreError`` if it cannot be written, before any work. A path that cannot be a file raises OSError."""
         self.path = os.fspath(path)
         self._busy = busy_timeout_ms
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with self._conn() as conn:
-            conn.execute(_SCHEMA)
+        try:
+            conn = self._conn()
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:
+                raise self._corrupt(f"quick_check: {_cause(' '.join(map(str, problems)))}")
+            if writable:
+                self._write(conn, lambda: self._probe(conn))
+            else:
+                conn.execute(_SCHEMA)
+        except BaseException as err:
+            self.close()
+            if isinstance(err, (sqlite3.Error, OSError)):
+                raise self._error(err, "written" if writable else "read") from err
+            raise
+
+    @staticmethod
+    def _probe(conn: sqlite3.Connection) -> None:
+        """Create the table, and start a write that changes nothing: a read-only file fails here, before any paid
+        answer (in WAL mode ``BEGIN IMMEDIATE`` alone succeeds on a read-only file)."""
+        conn.execute(_SCHEMA)
+        conn.execute("DELETE FROM responses WHERE 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self._busy / 1000, isolation_level=None,
                                    check_same_thread=False)
+            with self._opened_lock:  # registered first, so that close() also ends one whose set-up failed
+                self._opened.append(conn)
             conn.execute(f"PRAGMA busy_timeout={self._busy}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
-            with self._opened_lock:
-                self._opened.append(conn)
         return conn
 
+    def _error(self, err: BaseException, action: str) -> StoreError | StoreCorruptError:
+        """The one-line error for a failed SQLite or file operation on this store."""
+        if _is_corrupt(err):
+            return self._corrupt(_cause(err))
+        if _code(err) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            advice = "another process holds its lock; stop that process"
+        elif action == "read":
+            advice = "check the disk and permissions"
+        else:
+            advice = "free space or fix permissions"
+        return StoreError(f"response store {self.path} cannot be {action}: {_cause(err)}; {advice}, then resume")
+
+    def _corrupt(self, detail: str) -> StoreCorruptError:
+        return StoreCorruptError(f"response store {self.path} is corrupt ({detail}); move it aside and start a new "
+                                 "run, or restore it from a backup")
+
     def get(self, identity: str, attempt: int, req_hash: str) -> StoredResponse | None:
-        row = self._conn().execute(
-            "SELECT raw, finish_reason, failure_kind, failure_message, prompt_tokens, completion_tokens, "
-            "latency_s, sends FROM responses WHERE identity=? AND attempt=? AND request_hash=?",
-            (identity, attempt, req_hash)).fetchone()
+        """The stored response, or None; ``StoreCorruptError`` or ``StoreError`` if the file cannot be read."""
+        try:
+            row = self._conn().execute(
+                "SELECT raw, finish_reason, failure_kind, failure_message, prompt_tokens, completion_tokens, "
+                "latency_s, sends FROM responses WHERE identity=? AND attempt=? AND request_hash=?",
+                (identity, attempt, req_hash)).fetchone()
+        except (sqlite3.Error, OSError) as err:
+            raise self._error(err, "read") from err
         return StoredResponse(*row) if row else None
 
     @staticmethod
@@ -102,15 +172,26 @@ class ResponseStore:
         self.put_rows([self.row(*args, **kwargs)])
 
     def put_rows(self, rows: list[tuple]) -> None:
-        """Insert or replace rows in one transaction; committed when this returns."""
-        conn = self._conn()
+        """Insert or replace rows in one transaction; committed when this returns, else ``StoreError``."""
+        try:
+            conn = self._conn()
+            self._write(conn, lambda: conn.executemany(_INSERT, rows))
+        except (sqlite3.Error, OSError) as err:
+            raise self._error(err, "written") from err
+
+    def _write(self, conn: sqlite3.Connection, work: Callable[[], object]) -> None:
+        """Run ``work`` in a write transaction and commit it; on any error roll back and re-raise."""
         self._begin_write(conn)
         try:
-            conn.executemany(_INSERT, rows)
+            work()
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may already have rolled back after a failed write or commit
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        conn.execute("COMMIT")
 
     def _begin_write(self, conn: sqlite3.Connection) -> None:
         """Take the write lock, retrying every ``WRITE_RETRY_S`` while another process holds it.
@@ -126,7 +207,7 @@ class ResponseStore:
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as err:
-                    if err.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    if _code(err) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                         raise
                 time.sleep(WRITE_RETRY_S)
         finally:

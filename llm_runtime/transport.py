@@ -51,6 +51,20 @@ def kind_of_error(err: BaseException) -> FailureKind:
     return FailureKind.INTERNAL
 
 
+def rejection(err: BaseException, model: str, url: str) -> tuple[str, str, str] | None:
+    """``(field, problem, allowed)`` when ``err`` says a setting is wrong (401, 403, 404), so that every request
+    would fail the same way; None for errors that say nothing about the settings."""
+    if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return ("api_key", f"{url} refused it (HTTP {err.status_code})",
+                "a key the server accepts, in OPENAI_API_KEY or LLM_API_KEY")
+    if isinstance(err, openai.NotFoundError):
+        if "model" in str(err).lower():
+            return "model", f"{url} has no model {model!r} (HTTP 404)", "a model the server serves"
+        return ("base_url", f"{url}/chat/completions is not found (HTTP 404)",
+                "the URL of an OpenAI-compatible API, usually ending in /v1")
+    return None
+
+
 class CountingTransport(httpx2.AsyncBaseTransport):
     """Counts sends and classifies failed ones into the current task's Probe, around an inner transport.
 

@@ -102,14 +102,15 @@ class FaultServer:
         formats: response formats accepted; others get a 400 naming ``response_format``.
         script: ``script(messages) -> str | dict`` gives the answer as a function of the prompt.
         api_key: when set, requests without ``Authorization: Bearer <api_key>`` get a 401.
-        models: ids listed at ``/v1/models``.
+        models: ids listed at ``/v1/models``; a chat request for another model gets a 404, as from vLLM or OpenAI.
+        list_models: when False, ``/v1/models`` answers 404 (some servers offer no model list).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, slots: int = 64,
                  fault_rate: float = 0.0, faults: dict[str, float] | tuple[str, ...] | None = None,
                  seed: int = 0, retry_after_ms: int = 20, timeout_hold: float = 600.0,
                  formats: tuple[str, ...] = FORMATS, script: Script | None = None,
-                 api_key: str | None = None, models: tuple[str, ...] = ("fault-model",)):
+                 api_key: str | None = None, models: tuple[str, ...] = ("fault-model",), list_models: bool = True):
         weights = faults if faults is not None else FAULT_KINDS
         if not isinstance(weights, dict):
             weights = {k: 1.0 for k in weights}
@@ -119,7 +120,7 @@ class FaultServer:
         self.host, self.port, self.latency, self.slots = host, port, latency, slots
         self.fault_rate, self.seed, self.retry_after_ms = fault_rate, seed, retry_after_ms
         self.timeout_hold, self.formats, self.script, self.api_key = timeout_hold, tuple(formats), script, api_key
-        self.models = models
+        self.models, self.list_models = models, list_models
         self._kinds, self._weights = list(weights), list(weights.values())
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
@@ -205,6 +206,8 @@ class FaultServer:
     async def _list_models(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _error(401, "invalid api key")
+        if not self.list_models:
+            return _error(404, "not found")
         return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "test"}
                                                              for m in self.models]})
 
@@ -236,6 +239,8 @@ class FaultServer:
                 self._format_rejections[fmt] += 1
         if fmt not in self.formats:
             return _error(400, f"response_format type '{fmt}' is not supported")
+        if payload.get("model") not in self.models:
+            return _error(404, f"The model `{payload.get('model')}` does not exist.", "NotFoundError")
         fault = self._pick_fault(body)
         if fault == "timeout":
             await asyncio.sleep(self.timeout_hold)  # cancelled when the client gives up and hangs up

@@ -160,7 +160,7 @@ def test_unreachable_server_fails_before_writing_results(tmp_path, capsys):
     """The model's own check (the LLM server answers) fails after staging: the staged folder is removed."""
     code = run.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--workers", "3", "--steps", "2",
                      "--tax-year-length", "1", "--out", str(tmp_path / "out")])
-    check_failure(code, capsys.readouterr().err, "base_url")
+    check_failure(code, capsys.readouterr().err, "--base-url")
     assert listing(tmp_path) == set()
 
 
@@ -228,12 +228,30 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     assert settings["worker_mind"] == "llm" and settings["planner"] == "llm"
 
 
-def test_no_arguments_is_the_main_job():
+def test_no_arguments_is_the_main_job(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default results folder is relative; an earlier main job's is not in the way
     command, settings = resolve([], run.DEFAULTS)
     assert command == "run" and settings["worker_mind"] == "llm" and settings["planner"] == "llm"
     assert {k: settings[k] for k in ("workers", "steps", "tax_year_length")} == \
         {k: run.RUN_DEFAULTS[k] for k in ("workers", "steps", "tax_year_length")}
     assert settings["out"].startswith("results/calibrated-llm-seed42-")  # then a hash of the settings
+
+
+def test_with_a_server_named_the_main_job_is_the_papers_default_experiment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("LLM_BASE_URL", "LLM_BACKEND", "OPENAI_API_KEY", "LLM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    paper = {"workers": 5, "steps": 2500, "tax_year_length": 25}  # the reference's N, max timesteps and T
+    size = ("workers", "steps", "tax_year_length")
+    for argv, env in ((["--base-url", "http://127.0.0.1:8000/v1"], {}), (["--backend", "openai"], {}),
+                      ([], {"LLM_BASE_URL": "http://127.0.0.1:8000/v1"}), ([], {"OPENAI_API_KEY": "k"})):
+        with monkeypatch.context() as env_now:
+            for name, value in env.items():
+                env_now.setenv(name, value)
+            assert {k: resolve(argv, run.DEFAULTS)[1][k] for k in size} == paper, (argv, env)
+    for argv in ([], ["--model", "SmolLM2-135M-Instruct.Q4_1"], ["--backend", "embedded"]):
+        assert {k: resolve(argv, run.DEFAULTS)[1][k] for k in size} == {k: run.RUN_DEFAULTS[k] for k in size}
+    assert resolve(["--base-url", "http://127.0.0.1:8000/v1", "--steps", "7"], run.DEFAULTS)[1]["steps"] == 7
 
 
 def test_sweep_grid_from_flags_and_toml_agree(tmp_path):

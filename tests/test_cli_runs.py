@@ -184,11 +184,16 @@ def test_llm_run_and_replay_end_to_end_without_leaking_the_key(server, tmp_path)
     for plot in ("rates.png", "objective.png", "hours.png", "income.png"):
         assert_png_not_blank(out / plot)
 
+    originals = {name: (out / name).read_bytes() for name in ("llm_accounting.json", "config.json", "summary.md")}
     again = cli("replay", "--run", out, env=env)
     assert again.returncode == 0, again.stderr
     assert server.stats()["requests"] == sent  # no request sent
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "model.parquet"), frame)
-    assert json.loads((out / "llm_accounting.json").read_text())["store_hits"] == sent
+    assert {name: (out / name).read_bytes() for name in originals} == originals  # the run's own files stay
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "replay" / "model.parquet"), frame)
+    assert json.loads((out / "replay" / "llm_accounting.json").read_text())["store_hits"] == sent
+    assert json.loads((out / "replay" / "config.json").read_text())["command"] == "replay"
+    assert "the model data are identical to the run's" in (out / "replay" / "summary.md").read_text()
+    assert "saez" not in again.stderr  # the baselines are the run's own, not run again
     for text in (done.stdout, done.stderr, again.stdout, again.stderr):
         assert MARKER not in text
     for file in tmp_path.rglob("*"):

@@ -71,7 +71,7 @@ def test_missing_model_file_is_a_startup_error(tmp_path):
 
 def test_rejected_api_key_is_a_startup_error():
     with FaultServer(api_key="right") as srv:
-        cfg = LLMConfig(base_urls=(srv.base_url,), model="m", store_mode="off")
+        cfg = LLMConfig(base_urls=(srv.base_url,), model="fault-model", store_mode="off")
         with pytest.raises(LLMConfigError, match="api_key: rejected"):
             LLMClient(cfg, env={"OPENAI_API_KEY": "wrong"})
         LLMClient(cfg, env={"OPENAI_API_KEY": "right"}).close()

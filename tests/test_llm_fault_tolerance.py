@@ -98,13 +98,23 @@ def test_reask_with_the_error_recovers_a_bad_answer():
 
 
 @pytest.mark.parametrize("answer,expected", [
-    ("```json\n{\"hours\": \"40 hours\", \"reason\": \"ok\"}\n```", 40),
-    ("I think {\"hours\": \"22%\", \"reason\": \"fine\"} is right.", 22),
+    ("```json\n{\"hours\": 40, \"reason\": \"ok\"}\n```", 40),
+    ("I think {\"hours\": 22, \"reason\": \"fine\"} is right.", 22),
 ])
-def test_common_junk_is_tolerated_end_to_end(answer, expected):
+def test_fences_and_prose_around_the_json_are_tolerated_end_to_end(answer, expected):
     with FaultServer(script=lambda messages: answer) as srv, LLMClient(config(srv.base_url)) as client:
         result = client.complete(work_requests(1)[0])
     assert result.ok and result.value.hours == expected and result.attempts == 1
+
+
+@pytest.mark.parametrize("hours", ["40 hours", "22%", "4e1"])
+def test_a_number_in_words_is_re_asked_never_read(hours):
+    with FaultServer(script=lambda messages: {"hours": hours, "reason": "x"}) as srv, \
+            LLMClient(config(srv.base_url)) as client:
+        result = client.complete(work_requests(1)[0])
+        accounting = client.accounting.to_dict()
+    assert not result.ok and result.failure.kind is FailureKind.INVALID_TYPE and result.attempts == 3
+    assert accounting["reasks"] == 2 and accounting["faults"] == {"invalid_type": 3}
 
 
 def test_fallback_to_json_object_then_text_is_remembered_per_server():

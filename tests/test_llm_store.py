@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_runtime import LLMClient, LLMConfig, ReplayMissError, ResponseStore
+from llm_runtime import LLMClient, LLMConfig, ReplayMissError, ResponseStore, StoreError
 from tests.llm_helpers.common import Work, outcome, request_id, work_requests
 from tests.llm_server import FaultServer
 
@@ -241,7 +241,7 @@ def test_a_write_lock_held_past_the_busy_timeout_is_an_error(tmp_path):
     store = ResponseStore(path, busy_timeout_ms=50)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with pytest.raises(StoreError, match="locked"):
         store.put_rows([_row("late")])
     other.execute("ROLLBACK")
     store.put_rows([_row("late")])
