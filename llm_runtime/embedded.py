@@ -39,9 +39,9 @@ def find_model_file(path: str | None = None, env: Mapping[str, str] | None = Non
 def default_threads() -> int:
     """Every core but one, at most 8.
 
-    llama.cpp's threads meet at every layer, so one thread that the OS deschedules stalls them all: on a 2-core
-    machine running other work, one thread answered in 2.2 s and two in 19.5 s (bench/bench_main_job.py); the
-    core left over also serves the simulation itself.
+    llama.cpp's threads meet at every layer, so one thread that the OS deschedules stalls them all. The main job on
+    2 cores (``bench/bench_main_job.py --threads 1,2``): 1 thread 60 s quiet and 94 s beside a CPU burner; 2 threads
+    37 s quiet but 194 s beside it. The core left over also serves the simulation itself.
     """
     return max(1, min(8, (os.cpu_count() or 1) - 1))
 
