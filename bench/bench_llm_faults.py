@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.request
 
 from bench_llm_throughput import Answer, messages, start_server
 
@@ -38,6 +39,10 @@ def main() -> None:
                 results = client.run_batch(reqs)
                 elapsed = time.perf_counter() - start
                 acc = client.accounting.to_dict()
+            with urllib.request.urlopen(base_url.rsplit("/v1", 1)[0] + "/stats", timeout=10) as response:
+                # a dropped connection is what the client sees of the server's "disconnect"
+                injected = {"connection" if kind == "disconnect" else kind: n
+                            for kind, n in json.load(response)["by_kind"].items()}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -45,7 +50,8 @@ def main() -> None:
                       "req_per_s": round(ns.requests / elapsed, 1),
                       "validated_share": round(sum(r.ok for r in results) / ns.requests, 4),
                       "sends": acc["sends"], "retries": acc["retries"], "reasks": acc["reasks"],
-                      "faults": acc["faults"], "failures": acc["failures"],
+                      "faults": acc["faults"], "injected": injected,
+                      "injected_equals_counted": injected == acc["faults"], "failures": acc["failures"],
                       "latency_ms": {k: round(v * 1000, 1) for k, v in acc["latency_s"].items()}}, indent=1))
 
 
