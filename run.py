@@ -79,6 +79,9 @@ def main(argv=None) -> int:
               f"with:\n  {resume_command(failed.out)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
+        if stop.replay:
+            print(f"\nrun.py: replay stopped at step {stop.step} of {stop.total}; it wrote nothing.", file=sys.stderr)
+            return 130
         print(f"\nrun.py: stopped at step {stop.step} of {stop.total}; stored responses are kept. Resume with:\n"
               f"  {resume_command(stop.out)}", file=sys.stderr)
         return 130

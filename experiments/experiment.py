@@ -106,7 +106,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         _close(model)
         if mode == "replay":
             shutil.rmtree(partial, ignore_errors=True)
-        raise Interrupted(out, step, s["steps"]) from None
+        raise Interrupted(out, step, s["steps"], replay=mode == "replay") from None
     except BaseException as error:
         _close(model)
         _failed(out, mode, started=model is not None and not _nothing_answered(model, error))
@@ -114,7 +114,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
     _close(model)
     try:
         rows = [results.summary_row(label, frame, seconds)]
-        final = _final_rates_baseline(s, final_rates, baselines, progress)
+        final = _final_rates_baseline(s, final_rates, progress)
         for name, (data, taken) in {**baselines, **final}.items():
             rows.append(results.summary_row(name, data, taken))
         table = pd.DataFrame(rows).set_index("run")
@@ -130,7 +130,9 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
                             llm=llm, stats=stats, same_as_original=same)
         (partial / "summary.md").write_text(text, encoding="utf-8")
     except KeyboardInterrupt:
-        raise Interrupted(out, s["steps"], s["steps"]) from None
+        if mode == "replay":
+            shutil.rmtree(partial, ignore_errors=True)
+        raise Interrupted(out, s["steps"], s["steps"], replay=mode == "replay") from None
     except BaseException:
         _failed(out, mode, started=True)
         raise
@@ -246,7 +248,7 @@ def _stored_baselines(folder: Path, names: list[str]) -> dict[str, tuple[pd.Data
             for name in names}
 
 
-def _final_rates_baseline(s: dict, final_rates: tuple, baselines: dict, progress: bool) -> dict:
+def _final_rates_baseline(s: dict, final_rates: tuple, progress: bool) -> dict:
     """Rational workers under the run's final rates held fixed (not for elected leaders)."""
     if s["scenario"] == "democratic":
         return {}

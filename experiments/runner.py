@@ -16,10 +16,11 @@ __all__ = ["Interrupted", "StoreCorruptError", "StoreError", "SweepFailed", "Too
 
 
 class Interrupted(Exception):
-    """Ctrl-C stopped a run; what is stored is kept and ``resume`` continues it."""
+    """Ctrl-C stopped a run; what is stored is kept and ``resume`` continues it (not for a replay, which leaves
+    nothing: ``replay`` again)."""
 
-    def __init__(self, out, step: int | None = None, total: int | None = None):
-        self.out, self.step, self.total = out, step, total
+    def __init__(self, out, step: int | None = None, total: int | None = None, replay: bool = False):
+        self.out, self.step, self.total, self.replay = out, step, total, replay
         super().__init__(f"interrupted at step {step} of {total}")
 
 
