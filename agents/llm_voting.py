@@ -119,11 +119,11 @@ class LLMElection:
 
         results = self._batch(model, "vote", rows, ballot, PaperBallot if paper else Ballot)
         choice = np.array([_candidate_index(r, candidates, paper) for r in results])
+        self.failures += int(sum(r.ok for r in results) - np.sum(choice >= 0))  # answered, but not a candidate
         per_worker = choice if mind.archetypes is None else mind.archetypes.broadcast(choice)
-        valid = per_worker >= 0
-        counts = np.bincount(per_worker[valid], minlength=len(candidates))
+        ballots = per_worker  # -1: no valid vote, which counts for nobody
+        counts = np.bincount(ballots[ballots >= 0], minlength=len(candidates))
         winner = plurality_winner(counts, model.rng)
-        ballots = np.where(valid, per_worker, 0)
         return ElectionResult(model.period, candidates, [tuple(map(float, p)) for p in platforms],
                               {c: int(k) for c, k in zip(candidates, counts, strict=True)}, candidates[winner], ballots)
 

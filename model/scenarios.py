@@ -77,5 +77,5 @@ class Democratic(Scenario):
         result = self.election.hold(model)
         if result is None:  # nobody ran: the leader stays
             return
-        model.votes = np.asarray(result.candidates)[result.ballots]
+        model.votes = np.where(result.ballots >= 0, np.asarray(result.candidates)[result.ballots], -1)  # -1: none
         model.elections.append(result.as_record())

@@ -244,3 +244,18 @@ def test_election_platforms_and_leader_rates_are_reasked_not_clipped(binding):
     faults = {"out_of_range": 2} | ({} if binding else {"invalid_type": 1})
     assert acc["faults"] == faults and acc["failures"] == {} and acc["reasks"] == sum(faults.values())
     assert model.election.failures == 0
+
+
+def test_a_vote_for_a_worker_who_is_not_running_counts_for_nobody_and_is_counted():
+    def script(messages):
+        me = re.search(r"worker_(\d+)", messages[0]["content"])
+        if "Candidates and their platforms" in asked(messages) and me and int(me.group(1)) > 1:
+            return {"vote": 7, "reason": "scripted"}  # a worker id, but not a candidate's
+        return civic(messages)
+
+    with FaultServer(script=script) as server, client(server) as llm:
+        model = workers_model(llm, scenario_name="democratic", binding_platforms=True, tax_year_length=3, max_steps=4)
+        while model.running:
+            model.step()
+    assert model.elections[0]["votes"] == {0: 2, 1: 0}  # workers 0 and 1 vote 0; 2 and 3 for nobody
+    assert model.votes.tolist() == [0, 0, -1, -1] and model.election.failures == 2
