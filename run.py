@@ -1,6 +1,6 @@
 """The LLM Economist on Mesa: run experiments from the command line.
 
-    python run.py                               # the main job (`run`): LLM workers and planner, then baselines
+    python run.py                               # the main job (`run`): the baselines, then LLM workers and planner
     python run.py compare                       # baseline planners side by side on one rational population
     python run.py sweep --grid planner=saez,blackbox --seeds 1,2,3     # a grid x seeds, one parquet table
     python run.py resume --run results/<run>    # continue an interrupted run (stored responses replay)

@@ -16,7 +16,7 @@ from validation import allowed, choice
 from validation import ParameterError as ConfigError
 
 COMMANDS = ("run", "compare", "sweep", "replay", "resume", "dashboard")
-HELP = {"run": "the main job (default): LLM workers and an LLM planner, then the baselines; writes a results folder",
+HELP = {"run": "the main job (default): the baselines, then LLM workers and an LLM planner; writes a results folder",
         "compare": "one rational population under several planners, side by side",
         "sweep": "a parameter grid x seeds; writes one tidy parquet table of all runs",
         "replay": "rerun a finished run from its stored responses only (no request is sent)",
