@@ -97,7 +97,7 @@ class LLMElection:
             if not result.ok:
                 continue
             if paper and result.value.DELTA is not None and len(result.value.DELTA) == n_brackets:
-                platform, clipped = paper_delta(model.schedule.rates, result.value.DELTA)
+                platform, clipped = paper_delta(model.schedule.rates, result.value.DELTA, flip=True)
                 count_clipped(self, model.llm, int(clipped))
                 platforms.append(platform)
                 candidates.append(row)
@@ -162,7 +162,7 @@ class LLMLeaderRule(LeaderRule):
             self.failures += 1
             return model.schedule.rates
         if paper:
-            rates, clipped = paper_delta(model.schedule.rates, values)
+            rates, clipped = paper_delta(model.schedule.rates, values, flip=True)
             count_clipped(self, model.llm, int(clipped))
             return rates
         return values / 100  # validated whole percents in [0, 100]

@@ -121,14 +121,21 @@ def sized(schema: type[BaseModel], brackets: int) -> type[BaseModel]:
     return create_model(f"{schema.__name__}{brackets}", __base__=schema, **{field: (sized_list, ...)})
 
 
-def paper_delta(rates, delta) -> tuple[np.ndarray, bool]:
+def paper_delta(rates, delta, *, flip: bool = False) -> tuple[np.ndarray, bool]:
     """The reference's DELTA rule: each change clipped to [-20, 20] points and rounded to 10, the new rates
-    (fractions) clipped to [0, 1]; and whether any clip changed a value."""
-    delta = np.asarray(delta, dtype=float)
+    (fractions) clipped to [0, 1]; and whether any clip or flip changed a value.
+
+    ``flip``: the reference's elected leader, whose change is reversed when it would leave [0, 100] %.
+    """
+    rates, delta = np.asarray(rates, dtype=float), np.asarray(delta, dtype=float)
     bounded = np.clip(delta, -20, 20)
-    moved = np.round(np.asarray(rates, dtype=float) + np.round(bounded / 10) * 10 / 100, 10)
+    step = np.round(bounded / 10) * 10 / 100
+    outside = (rates + step > 1 + 1e-9) | (rates + step < -1e-9)
+    if flip:
+        step = np.where(outside, -step, step)
+    moved = np.round(rates + step, 10)
     new = np.clip(moved, 0.0, 1.0)
-    return new, bool(np.any(bounded != delta) or np.any(new != moved))
+    return new, bool(np.any(bounded != delta) or np.any(new != moved) or (flip and np.any(outside)))
 
 
 def count_clipped(owner, llm, n: int = 1) -> None:

@@ -18,7 +18,7 @@ import openai
 
 from .accounting import Accounting
 from .config import Backend, LLMConfig, redact_url, resolve_backend
-from .engine import Engine
+from .engine import CollectorHold, Engine
 from .errors import LLMConfigError
 from .records import FailureKind, LLMRequest, LLMResult
 from .store import ResponseStore
@@ -26,6 +26,7 @@ from .transport import Endpoint
 
 log = logging.getLogger("llm_runtime")
 Progress = Callable[[int, int], None]
+HANDOFF = 16  # requests per wake-up of the loop thread (each costs a system call and a thread switch)
 
 
 class _LoopThread:
@@ -144,22 +145,26 @@ class LLMClient:
     def run_batch(self, requests: Iterable[LLMRequest], progress: Progress | None = None) -> list[LLMResult]:
         """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread.
 
-        ``requests``: a sequence, or any iterable such as a ``RequestStream``; each request is on its way as soon
-        as it is taken, while the next ones are still being built.
+        ``requests``: a sequence, or any iterable such as a ``RequestStream``; requests are on their way
+        ``HANDOFF`` at a time while the next ones are still being built.
         """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
         self._engine.rejected = None
         inbox: asyncio.Queue = asyncio.Queue()
         finished: queue.SimpleQueue = queue.SimpleQueue()
-        batch = self._loop.submit(self._engine.run_stream(inbox, finished.put if progress else None))
+        hold = CollectorHold()  # ended by the engine once the first wave is out, or here at the latest
+        batch = self._loop.submit(self._engine.run_stream(inbox, finished.put if progress else None, hold))
         # requests go to the loop as plain objects: an interrupt here can leave no coroutine unawaited
         put = functools.partial(self._loop.loop.call_soon_threadsafe, inbox.put_nowait)
         try:
-            n = 0
+            n, handoff = 0, []
             for n, request in enumerate(requests, 1):
-                put(request)
-            put(None)
+                handoff.append(request)
+                if len(handoff) == HANDOFF:
+                    put(handoff)
+                    handoff = []
+            put(handoff + [None])
             if isinstance(requests, Sized) and n != len(requests):
                 raise ValueError(f"requests: {n} given, but the batch said {len(requests)}")
             if progress is not None:
@@ -176,6 +181,8 @@ class LLMClient:
         except BaseException:  # e.g. Ctrl-C, a replay miss, or the caller's generator failed: end the batch
             batch.cancel()
             raise
+        finally:
+            hold.release()
         rejected = self._engine.rejected
         if rejected is not None and results and all(r.failure is not None and r.failure.kind is FailureKind.HTTP_ERROR
                                                    for r in results):

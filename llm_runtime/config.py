@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import LLMConfigError
@@ -81,9 +81,6 @@ class LLMConfig:
                 raise LLMConfigError(f"{err.field} (${variables[name]})", err.problem, err.allowed) from None
             raise
         return config
-
-    def with_(self, **changes) -> LLMConfig:
-        return replace(self, **changes)
 
     def validate(self) -> None:
         """Raise LLMConfigError for the first invalid field."""

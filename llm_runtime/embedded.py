@@ -66,10 +66,8 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         cmd = [sys.executable, "-m", "llm_runtime.embedded", "--model", self.model_path, "--slots", str(self.slots),
                "--ctx-per-slot", str(self.ctx_per_slot), "--threads", str(self.threads)]
-        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env)
+                                     stderr=subprocess.DEVNULL, text=True)
         line = self._read_line()
         if not line.startswith("LISTENING "):
             self.stop()

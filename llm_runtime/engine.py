@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -20,6 +21,22 @@ from .store import ResponseStore, StoredResponse, identity_of
 from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error, rejection
 
 log = logging.getLogger("llm_runtime")
+FIRST_WAVE_LIMIT_S = 1.0
+
+
+class CollectorHold:
+    """Holds off Python's cyclic garbage collector while a batch's first requests go out: each server slot chains
+    its requests from the first one it gets, so a pause then (a full collection takes about 0.1 s with openai,
+    scipy and pandas loaded) delays the whole batch. A collector already off is left to whoever turned it off."""
+
+    def __init__(self) -> None:
+        self.held = gc.isenabled()
+        gc.disable()
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            gc.enable()
 
 
 class Engine:
@@ -32,27 +49,32 @@ class Engine:
         self.max_tokens = config.max_tokens
         self.acc = accounting
         self._sem = asyncio.Semaphore(concurrency)
+        self._hold: CollectorHold | None = None
         self.rejected: tuple[str, str, str] | None = None  # the last answer that said a setting is wrong
 
-    async def run_stream(self, inbox: asyncio.Queue, on_done: Callable[[asyncio.Task], None] | None = None,
-                         ) -> list[LLMResult]:
-        """Run each request as it arrives in ``inbox`` until None; results in arrival order."""
+    async def run_stream(self, inbox: asyncio.Queue, on_done: Callable[[asyncio.Task], None] | None,
+                         hold: CollectorHold) -> list[LLMResult]:
+        """Run each request as it arrives in ``inbox`` (in lists) until None; results in arrival order."""
         tasks: list[asyncio.Task] = []
         ended: list[BaseException] = []  # an error that ends the batch: no further request is sent
+        self._hold = hold  # released at the first answer, once every slot is taken, or after the limit
+        asyncio.get_running_loop().call_later(FIRST_WAVE_LIMIT_S, hold.release)
 
         def check(task: asyncio.Task) -> None:
             if not task.cancelled() and task.exception() is not None:
                 ended.append(task.exception())
 
         try:
-            while (request := await inbox.get()) is not None:
-                if ended:
-                    raise ended[0]
-                tasks.append(asyncio.create_task(self.run_one(request)))
-                tasks[-1].add_done_callback(check)
-                if on_done is not None:
-                    tasks[-1].add_done_callback(on_done)
-            return await asyncio.gather(*tasks)
+            while True:
+                for request in await inbox.get():
+                    if request is None:
+                        return await asyncio.gather(*tasks)
+                    if ended:
+                        raise ended[0]
+                    tasks.append(asyncio.create_task(self.run_one(request)))
+                    tasks[-1].add_done_callback(check)
+                    if on_done is not None:
+                        tasks[-1].add_done_callback(on_done)
         finally:  # the batch failed or was cancelled: end what is left of it
             for task in tasks:
                 task.cancel()
@@ -126,21 +148,20 @@ class Engine:
             messages = messages + [{"role": "assistant", "content": answer.raw or ""}, reask_message(failure)]
         raise AssertionError("unreachable")
 
-    def _pick(self) -> Endpoint:
-        """The server with the fewest requests outstanding (then the fewest sent)."""
-        return min(self.endpoints, key=lambda e: (e.outstanding, e.sent))
-
     async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
                     max_tokens: int) -> StoredResponse:
         """One answer from a server: the openai client retries 429, 5xx, timeouts and connection errors."""
         async with self._sem:
-            ep = self._pick()
+            if self._sem.locked():
+                self._hold.release()
+            ep = min(self.endpoints, key=lambda e: (e.outstanding, e.sent))  # the least busy server
             ep.outstanding += 1
             ep.sent += 1
             try:
                 return await self._call_endpoint(ep, req, messages, request_id, temperature, seed, max_tokens)
             finally:
                 ep.outstanding -= 1
+                self._hold.release()
 
     async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], request_id: str,
                              temperature: float, seed, max_tokens: int) -> StoredResponse:

@@ -216,9 +216,6 @@ class ResponseStore:
     def count(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
-    def identities(self) -> set[str]:
-        return {r[0] for r in self._conn().execute("SELECT DISTINCT identity FROM responses")}
-
     def rows(self) -> Iterator[dict]:
         cur = self._conn().execute("SELECT * FROM responses ORDER BY identity, attempt, created")
         names = [d[0] for d in cur.description]

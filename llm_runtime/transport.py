@@ -31,13 +31,8 @@ PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("llm_probe"
 
 
 def kind_of_status(status: int) -> FailureKind:
-    if status == 429:
-        return FailureKind.RATE_LIMIT
-    if status == 503:
-        return FailureKind.UNAVAILABLE
-    if status >= 500:
-        return FailureKind.SERVER_ERROR
-    return FailureKind.HTTP_ERROR
+    named = {429: FailureKind.RATE_LIMIT, 503: FailureKind.UNAVAILABLE}
+    return named.get(status, FailureKind.SERVER_ERROR if status >= 500 else FailureKind.HTTP_ERROR)
 
 
 def kind_of_error(err: BaseException) -> FailureKind:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -75,3 +76,39 @@ def test_any_iterable_is_a_batch(tmp_path):
     with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "g.sqlite")) as client:
         results = client.run_batch(r for r in work_requests(5))
     assert [r.key for r in results] == [r.key for r in work_requests(5)]
+
+
+def test_the_garbage_collector_is_held_off_only_while_the_first_requests_go_out(tmp_path):
+    """Off while the batch is built and sent, on again once answers arrive; never left off after a batch."""
+    seen = []
+
+    def build():
+        for request in work_requests(40):
+            seen.append(gc.isenabled())
+            yield request
+
+    with FaultServer(latency=0.01) as srv, LLMClient(config(srv.base_url, tmp_path / "gc.sqlite")) as client:
+        assert gc.isenabled()
+        answered = []
+        results = client.run_batch(RequestStream(40, build()),
+                                   progress=lambda done, total: answered.append(gc.isenabled()) if done else None)
+        assert all(r.ok for r in results)
+        assert not any(seen) and answered[-1] and gc.isenabled()
+
+        def failing():
+            yield from work_requests(5, run="failing")
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            client.run_batch(RequestStream(10, failing()))
+        assert gc.isenabled()
+
+
+def test_a_collector_the_user_turned_off_stays_off(tmp_path):
+    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "off.sqlite")) as client:
+        gc.disable()
+        try:
+            assert all(r.ok for r in client.run_batch(work_requests(10)))
+            assert not gc.isenabled()
+        finally:
+            gc.enable()

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from agents.prompts import paper_delta
 from llm_runtime import LLMClient, LLMConfig
 from model.model import EconomyModel
 from tests.llm_server import FaultServer
@@ -259,3 +260,41 @@ def test_a_vote_for_a_worker_who_is_not_running_counts_for_nobody_and_is_counted
             model.step()
     assert model.elections[0]["votes"] == {0: 2, 1: 0}  # workers 0 and 1 vote 0; 2 and 3 for nobody
     assert model.votes.tolist() == [0, 0, -1, -1] and model.election.failures == 2
+
+
+# ---- elections (paper mode) -------------------------------------------------------------------------------------
+
+def test_paper_delta_of_the_elected_leader_reverses_a_change_that_would_leave_the_range():
+    """Spec 3.2: the leader's change is clipped and rounded as the planner's, but out of range it is sign-flipped
+    (the planner's is cut to the bound)."""
+    rates = [0.9, 0.1, 0.5]
+    planner, planner_clipped = paper_delta(rates, [20, -20, 14])
+    leader, leader_changed = paper_delta(rates, [20, -20, 14], flip=True)
+    assert planner == pytest.approx([1.0, 0.0, 0.6]) and planner_clipped
+    assert leader == pytest.approx([0.7, 0.3, 0.6]) and leader_changed
+    assert paper_delta(rates, [10, -10, 0], flip=True) == (pytest.approx([1.0, 0.0, 0.5]), False)
+
+
+def test_paper_mode_leader_in_a_democratic_run_flips_an_out_of_range_change():
+    def script(messages):
+        user = asked(messages)
+        me = int(re.search(r"worker_(\d+)", messages[0]["content"]).group(1))
+        if "are you satisfied" in user:
+            return {"thought": "scripted", "ANSWER": "YES"}
+        if "Decide if you want to run" in user:
+            return {"DELTA": [0, 0, 0] if me == 0 else None}
+        if "Candidates and their platforms" in user:
+            return {"LEADER": "worker_0"}
+        if "This year you set the marginal tax rates" in user:
+            return {"DELTA": [20, -20, "10%"]}
+        return {"LABOR": "40"}
+
+    with FaultServer(script=script) as server, client(server) as llm:
+        model = workers_model(llm, prompt_mode="paper", scenario_name="democratic", initial_rates=[0.9, 0.1, 0.5],
+                              tax_year_length=3, max_steps=4)
+        while model.running:
+            model.step()
+        acc = llm.accounting.to_dict()
+    assert model.elections[0]["leader"] == 0
+    assert model.schedule.rates == pytest.approx([0.7, 0.3, 0.6])  # 90 % + 20 and 10 % - 20 reversed; 50 % + 10
+    assert acc["clipped"] == 1 and acc["failures"] == {}
