@@ -3,7 +3,8 @@
 The test server (``python -m tests.llm_server``, a process of its own) answers each request after 1 s on one of
 256 slots, so a step's ideal time is ceil(2,000 / 256) x 1 s = 8 s. Prints the ideal, the measured step time
 (the median of the timed steps), efficiency = ideal / measured (goal >= 0.97), the client process's CPU per
-request (prompts, HTTP, parsing and the response store together), and whether the machine was quiet or loaded.
+request (prompts, HTTP, parsing and the response store together), and whether the machine was quiet or loaded
+(loaded: other processes took 10 % or more of the CPU while the steps ran).
 
     .venv/bin/python bench/bench_llm_model.py [--workers 2000] [--latency 1] [--slots 256] [--steps 3]
     .venv/bin/python bench/bench_llm_model.py --workers 1000000 --archetypes 100   # one request per archetype
