@@ -330,7 +330,7 @@ def llm_lines(s: dict, llm: dict | None, stats: dict | None) -> list[str]:
     where = "the embedded model" if resolved.get("kind") == "embedded" else ", ".join(resolved.get("base_urls", []))
     lines += [f"LLM requests: {stats['requests']:,}, failures {failed:,}" + (f" ({kinds})" if kinds else "")
               + f", retries {stats['retries']:,}, re-asks {stats['reasks']:,}, store hits {stats['store_hits']:,}"
-              + (f", clipped by the paper's rule {stats['clipped']:,}" if stats.get("clipped") else "")
+              + (f", clipped or reversed by the paper's rules {stats['clipped']:,}" if stats.get("clipped") else "")
               + f"; model `{resolved.get('model')}` on {where}.", ""]
     if resolved.get("kind") == "embedded":
         lines += [EMBEDDED_NOTE, ""]

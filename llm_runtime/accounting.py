@@ -21,7 +21,7 @@ class Accounting:
         self.retries = 0
         self.reasks = 0
         self.format_fallbacks = 0
-        self.clipped = 0           # valid answers the caller clipped, as paper mode does
+        self.clipped = 0           # valid answers paper mode clipped (or reversed, for a leader)
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.faults: Counter[str] = Counter()     # every fault seen, including those later retried or re-asked
