@@ -21,24 +21,26 @@ PROMPT_MODES = ("improved", "paper")
 REASON_LENGTH = 160
 
 
-_DECIMAL = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_PAPER_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")  # a JSON number's digits: ASCII, no sign, no padding
+_PAPER_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _PAPER_STRIP = str.maketrans("", "", "$,%")
 _HOURS_UNIT = re.compile(r"\s*(?:hours?|hrs?|h)\.?$", re.IGNORECASE)
 
 
 def plain_decimal(value):
-    """A JSON number as it is, or a string that is a plain decimal ("40", "37.5") read as one.
+    """A JSON number as it is (-0 as 0), or a string that is a plain decimal ("40", "37.5") read as one.
 
-    Booleans and other strings ("4e1", "0x40", "40 hours") are invalid: answers are never bent into numbers.
+    Booleans and other strings ("4e1", "0x40", "40 hours", " 40", "+40", "040", digits of other scripts) are
+    invalid: answers are never bent into numbers.
     """
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number")
     if isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL.fullmatch(text):
+        if not _DECIMAL.fullmatch(value):
             raise ValueError(f"{value[:40]!r} is not a plain decimal number")
-        return int(text) if text.lstrip("+-").isdigit() else float(text)
+        return int(value) if value.isdigit() else float(value)
+    if isinstance(value, float) and value == 0:
+        return 0.0  # -0.0 is stored and shown as 0
     return value
 
 
@@ -51,8 +53,8 @@ def _paper_number(value, unit: re.Pattern | None = None):
         text = unit.sub("", text) if unit is not None else text
         if not _PAPER_NUMBER.fullmatch(text):
             raise ValueError(f"{value[:40]!r} is not a number")
-        return float(text)
-    return value
+        return float(text) + 0.0  # -0 is 0
+    return value + 0.0 if isinstance(value, float) else value
 
 
 # Bounds go before the validator so that they reach the JSON schema as minimum/maximum.

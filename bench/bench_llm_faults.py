@@ -41,7 +41,7 @@ def main() -> None:
                 acc = client.accounting.to_dict()
             with urllib.request.urlopen(base_url.rsplit("/v1", 1)[0] + "/stats", timeout=10) as response:
                 # a dropped connection is what the client sees of the server's "disconnect"
-                injected = {"connection" if kind == "disconnect" else kind: n
+                injected = {"connection_reset" if kind == "disconnect" else kind: n
                             for kind, n in json.load(response)["by_kind"].items()}
     finally:
         proc.terminate()

@@ -52,4 +52,4 @@ class Accounting:
 
     def write_json(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True, allow_nan=False)

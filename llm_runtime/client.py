@@ -17,7 +17,7 @@ from typing import Self
 import openai
 
 from .accounting import Accounting
-from .config import Backend, LLMConfig, redact_url, resolve_backend
+from .config import Backend, LLMConfig, api_key_from_env, redact_url, resolve_backend, secrets_of
 from .engine import CollectorHold, Engine
 from .errors import LLMConfigError
 from .records import FailureKind, LLMRequest, LLMResult
@@ -105,7 +105,8 @@ class LLMClient:
                 raise LLMConfigError("model", "not set", "a model name served at base_urls (model / LLM_MODEL)")
             self.model = model
             self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
-                                  concurrency=self.concurrency, accounting=self.accounting)
+                                  concurrency=self.concurrency, accounting=self.accounting,
+                                  secrets=secrets_of(api_key_from_env(env)))
         except BaseException:
             self.close()
             raise
@@ -116,7 +117,8 @@ class LLMClient:
         cfg = self.config
         return [Endpoint(url, self.backend.api_key or "not-needed", concurrency=self.concurrency,
                          timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s,
-                         max_retries=cfg.max_retries) for url in urls]
+                         max_retries=cfg.max_retries, deadline_s=cfg.deadline_s,
+                         max_answer_bytes=cfg.max_answer_bytes) for url in urls]
 
     async def _check(self, model: str | None, known: bool) -> str | None:
         """Ask each server for its models; unreachable servers, rejected keys and (``known``) a model the server

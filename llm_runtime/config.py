@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
@@ -15,10 +17,13 @@ API_KEY_ENV = ("OPENAI_API_KEY", "LLM_API_KEY")
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 MAX_CONCURRENCY = 4096
+MAX_ANSWER_BYTES = 64 * 2**20
+SECONDS = {"timeout_s": 3600.0, "connect_timeout_s": 600.0, "deadline_s": 86_400.0}  # upper bounds
 URL_FORM = "http(s)://host[:port]/v1, the key in OPENAI_API_KEY or LLM_API_KEY"
 _ENV = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "model": ("LLM_MODEL", str),
         "concurrency": ("LLM_CONCURRENCY", int), "timeout_s": ("LLM_TIMEOUT", float),
-        "max_retries": ("LLM_MAX_RETRIES", int), "store_path": ("LLM_STORE", str),
+        "max_retries": ("LLM_MAX_RETRIES", int), "deadline_s": ("LLM_DEADLINE", float),
+        "max_answer_bytes": ("LLM_MAX_ANSWER_BYTES", int), "store_path": ("LLM_STORE", str),
         "store_mode": ("LLM_STORE_MODE", str), "embedded_model_path": ("LLM_EMBEDDED_MODEL", str),
         "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int)}
 
@@ -50,6 +55,10 @@ class LLMConfig:
     embedded_threads: int | None = None
     check_server: bool = True
     connect_timeout_s: float = 5.0
+    # a whole exchange, body included: a server that drips its answer cannot hold a request past this
+    deadline_s: float = 300.0
+    # an answer is a few kB; beyond this (on the wire or decompressed) it is refused and the connection dropped
+    max_answer_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
         urls = self.base_urls.split(",") if isinstance(self.base_urls, str) else self.base_urls
@@ -95,11 +104,11 @@ class LLMConfig:
             _int_in("embedded_threads", self.embedded_threads, 1)
         _int_in("max_retries", self.max_retries, 0)
         _int_in("max_reasks", self.max_reasks, 0)
-        for name in ("timeout_s", "connect_timeout_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise LLMConfigError(name, f"{value!r} is invalid", "a number of seconds > 0")
-        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 2:
+        _int_in("max_answer_bytes", self.max_answer_bytes, 1024, MAX_ANSWER_BYTES)
+        for name, high in SECONDS.items():
+            _seconds(name, getattr(self, name), high)
+        if (not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool)
+                or not 0 <= self.temperature <= 2):
             raise LLMConfigError("temperature", f"{self.temperature!r} is invalid", "a number in [0, 2]")
         if self.store_mode != "off" and not self.store_path:
             raise LLMConfigError("store_path", f"missing for store_mode {self.store_mode!r}",
@@ -133,6 +142,13 @@ def _int_in(name: str, value: object, low: int, high: int | None = None) -> None
                              f"an integer in {low}..{high}" if high else f"an integer >= {low}")
 
 
+def _seconds(name: str, value: object, high: float) -> None:
+    """A finite number of seconds in (0, high]: inf and nan would mean no limit at all, or an overflow."""
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not 0 < value <= high):
+        raise LLMConfigError(name, f"{value!r} is invalid", f"a finite number of seconds in (0, {high:g}]")
+
+
 def redact_url(url: str) -> str:
     """``url`` with any user-info and query hidden: what may be printed, logged or written."""
     try:
@@ -144,9 +160,23 @@ def redact_url(url: str) -> str:
                           query="***" if parts.query else "", fragment="").geturl()
 
 
-def check_url(url: str, field: str = "base_url") -> None:
-    """A base URL the openai client can use; credentials and queries are refused (they belong in the key)."""
+_KEY_PREFIX = re.compile(r"(?:sk|pk|rk|key|token|bearer)[-_]", re.IGNORECASE)
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9]{32,}")
+
+
+def _key_like(segment: str, keys: Iterable[str]) -> bool:
+    """A URL path segment that looks like a credential: a known key prefix, a long run of letters and digits,
+    or a key from the environment."""
+    long_token = _LONG_TOKEN.fullmatch(segment) and re.search(r"\d", segment) and re.search(r"[A-Za-z]", segment)
+    return bool(_KEY_PREFIX.match(segment) or long_token or any(key and key in segment for key in keys))
+
+
+def check_url(url: str, field: str = "base_url", env: Mapping[str, str] | None = None) -> None:
+    """A base URL the openai client can use; credentials (user-info, a query, a key-like path segment) are refused:
+    they belong in the key, which is never written anywhere."""
     shown = redact_url(url)
+    if any(ord(char) < 32 or ord(char) == 127 for char in url):
+        raise LLMConfigError(field, f"{shown!r} holds a line break or another control character", URL_FORM)
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises for a port that is not a number or out of range
@@ -156,6 +186,27 @@ def check_url(url: str, field: str = "base_url") -> None:
         raise LLMConfigError(field, f"{shown!r} is not a valid URL", URL_FORM)
     if "@" in parts.netloc or parts.query or parts.fragment:
         raise LLMConfigError(field, f"{shown!r} carries credentials, a query or a fragment", URL_FORM)
+    keys = [key for key in (api_key_from_env(env),) if key and len(key) >= MIN_SECRET]
+    if any(_key_like(segment, keys) for segment in parts.path.split("/")):
+        raise LLMConfigError(field, f"{parts.scheme}://{parts.netloc}/... carries what looks like a key in its path",
+                             URL_FORM)
+
+
+MIN_SECRET = 8  # shorter "keys" (e.g. a placeholder for a local server) are not secrets worth hiding
+
+
+def secrets_of(api_key: str | None) -> tuple[str, ...]:
+    """The values that must never be written: the key the client sends (its ``Authorization`` header value)."""
+    return (f"Bearer {api_key}", api_key) if api_key and len(api_key) >= MIN_SECRET else ()
+
+
+def redact(text: str | None, secrets: Iterable[str]) -> str | None:
+    """``text`` with every secret replaced, before it is stored, logged or printed."""
+    if text is None:
+        return None
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:

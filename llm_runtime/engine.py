@@ -11,14 +11,17 @@ import time
 from collections.abc import Callable
 
 import httpx2
+import openai
+from pydantic import BaseModel
 
 from .accounting import Accounting
-from .config import LLMConfig, redact_url
+from .config import LLMConfig, redact, redact_url
 from .errors import ReplayMissError, StoreCorruptError, StoreError
-from .parsing import parse_answer, reask_message, response_format, schema_instruction, schema_json
+from .parsing import parse_answer, read_completion, reask_message, response_format, schema_instruction, schema_json
 from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
 from .store import ResponseStore, StoredResponse, identity_of
-from .transport import FORMAT_LEVELS, PROBE, Endpoint, Probe, is_format_rejection, kind_of_error, rejection
+from .transport import (FORMAT_LEVELS, PROBE, STORED_HEAD_BYTES, AnswerRefused, Endpoint, Probe, is_format_rejection,
+                        kind_of_error, rejection)
 
 log = logging.getLogger("llm_runtime")
 FIRST_WAVE_LIMIT_S = 1.0
@@ -43,11 +46,12 @@ class Engine:
     """Lives on one event loop; see ``LLMClient`` for the synchronous façade."""
 
     def __init__(self, endpoints: list[Endpoint], *, model: str, store: ResponseStore | None, config: LLMConfig,
-                 concurrency: int, accounting: Accounting):
+                 concurrency: int, accounting: Accounting, secrets: tuple[str, ...] = ()):
         self.endpoints, self.model, self.store, self.mode = endpoints, model, store, config.store_mode
         self.max_reasks, self.temperature, self.seed = config.max_reasks, config.temperature, config.seed
         self.max_tokens = config.max_tokens
         self.acc = accounting
+        self.secrets = secrets  # replaced in anything stored or logged from a server's answer
         self._sem = asyncio.Semaphore(concurrency)
         self._hold: CollectorHold | None = None
         self.rejected: tuple[str, str, str] | None = None  # the last answer that said a setting is wrong
@@ -99,7 +103,7 @@ class Engine:
         return hashlib.sha256((text + messages_json + schema_json(req.schema)).encode()).hexdigest()
 
     async def _run(self, req: LLMRequest) -> LLMResult:
-        """Answers of attempt 0, 1, ... (each a re-ask with the previous error), each stored before it is used."""
+        """Answers of attempt 0, 1, ... (each a re-ask with the previous error), each stored before it is judged."""
         identity = identity_of(req.key)
         request_id = hashlib.sha256(identity.encode()).hexdigest()[:24]
         temperature = self.temperature if req.temperature is None else req.temperature
@@ -113,44 +117,49 @@ class Engine:
             messages_json = json.dumps(messages, separators=(",", ":"), default=str)
             req_hash = self._hash(req, messages_json, temperature, seed, max_tokens)
             stored = None if self.store is None else self.store.get(identity, attempt, req_hash)
-            # in record mode a stored transport failure is asked again: it says nothing about the answer
-            if stored is not None and (self.mode == "replay" or not _is_transport(stored.failure_kind)):
+            # in record mode a stored transient failure (connection, timeout, 429, 5xx) is asked again: it says
+            # nothing about the answer; anything else the server sent is kept and never bought twice
+            fresh = stored is None or (self.mode != "replay" and _is_transient(stored.failure_kind))
+            if not fresh:
                 self.acc.add(store_hits=1)
                 answer = stored
             elif self.mode == "replay":
                 raise ReplayMissError(f"replay-only: no stored response for key {identity} attempt {attempt}; "
                                       "run in record mode first")
             else:
-                all_from_store, stored = False, None
-                answer = await self._call(req, messages, request_id, temperature, seed, max_tokens)
-            usage.prompt_tokens += answer.prompt_tokens
-            usage.completion_tokens += answer.completion_tokens
+                all_from_store = False
+                answer, faults = await self._call(req, messages, request_id, temperature, seed, max_tokens)
+                if self.store is not None:  # what the server sent is kept before anything reads or counts it
+                    self.store.put(identity, attempt, req_hash, model=self.model, messages=messages_json,
+                                   raw=None, finish_reason=None, parsed=None, failure_kind=answer.failure_kind,
+                                   failure_message=answer.failure_message, prompt_tokens=0, completion_tokens=0,
+                                   latency_s=answer.latency_s, sends=answer.sends, body=answer.body)
+                for kind in faults:
+                    self.acc.fault(kind.value)
+            value, failure, text, finish, tokens = judge(answer, req.schema)
+            if fresh:
+                self.acc.add(prompt_tokens=tokens[0], completion_tokens=tokens[1])
+                if failure is not None and answer.failure_kind is None:  # the transport counted its own
+                    self.acc.fault(failure.kind.value)
+                if self.store is not None and answer.body is not None:
+                    self.store.judge(identity, attempt, req_hash, raw=text, finish_reason=finish,
+                                     parsed=None if value is None else value.model_dump_json(),
+                                     failure_kind=None if failure is None else failure.kind.value,
+                                     failure_message=None if failure is None else failure.message,
+                                     prompt_tokens=tokens[0], completion_tokens=tokens[1])
+            usage.prompt_tokens += tokens[0]
+            usage.completion_tokens += tokens[1]
             latency += answer.latency_s
             sends += answer.sends
-            if _is_transport(answer.failure_kind):
-                failure, value = Failure(FailureKind(answer.failure_kind), answer.failure_message or ""), None
-            else:
-                value, failure = parse_answer(answer.raw, req.schema, answer.finish_reason)
-            if stored is None:
-                if failure is not None and not failure.kind.is_transport:
-                    self.acc.fault(failure.kind.value)
-                if self.store is not None:
-                    self.store.put(identity, attempt, req_hash, model=self.model, messages=messages_json,
-                                   raw=answer.raw, finish_reason=answer.finish_reason,
-                                   parsed=None if value is None else value.model_dump_json(),
-                                   failure_kind=None if failure is None else failure.kind.value,
-                                   failure_message=None if failure is None else failure.message,
-                                   prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-                                   latency_s=answer.latency_s, sends=answer.sends)
-            if failure is None or failure.kind.is_transport or attempt == self.max_reasks:
-                return LLMResult(req.key, value, failure, answer.raw, all_from_store, usage, latency, attempt + 1,
-                                 sends)
-            messages = messages + [{"role": "assistant", "content": answer.raw or ""}, reask_message(failure)]
+            if failure is None or not failure.kind.is_content or attempt == self.max_reasks:
+                return LLMResult(req.key, value, failure, text, all_from_store, usage, latency, attempt + 1, sends)
+            messages = messages + [{"role": "assistant", "content": text or ""}, reask_message(failure)]
         raise AssertionError("unreachable")
 
     async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
-                    max_tokens: int) -> StoredResponse:
-        """One answer from a server: the openai client retries 429, 5xx, timeouts and connection errors."""
+                    max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
+        """One answer from a server, and the faults met on the way: the openai client retries 429, 5xx, timeouts
+        and connection errors."""
         async with self._sem:
             if self._sem.locked():
                 self._hold.release()
@@ -164,8 +173,11 @@ class Engine:
                 self._hold.release()
 
     async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], request_id: str,
-                             temperature: float, seed, max_tokens: int) -> StoredResponse:
-        sends, latency = 0, 0.0
+                             temperature: float, seed, max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
+        """The exchange as it happened: the body the server sent (bounded, secrets replaced), or the failure of
+        the exchange (with an error's body where there was one); and the faults of every send. Nothing here reads
+        the body."""
+        sends, latency, seen = 0, 0.0, []
         while True:
             level = ep.format_level
             body = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens,
@@ -183,9 +195,9 @@ class Engine:
                 # every message and the schema through its typed-parameter transform on each call
                 response = await ep.client.post(ep.chat_url, cast_to=httpx2.Response, body=body,
                                                 options={"headers": {"X-Client-Request-Id": request_id}})
-                completion, error = response.json(), None
+                content, error = response.content, None
             except Exception as err:  # noqa: BLE001 - classified below
-                completion, error = None, err
+                content, error = None, err
             finally:
                 PROBE.reset(token)
             latency += time.perf_counter() - start
@@ -197,27 +209,58 @@ class Engine:
                 self.acc.add(format_fallbacks=1)
                 log.info("%s rejected response_format %s; using %s", redact_url(ep.base_url),
                          FORMAT_LEVELS[level], ep.format)
-            for kind in faults:
-                self.acc.fault(kind.value)
+            seen += faults
             if error is not None and ep.format_level > level:
                 continue
             self.acc.latency(latency)
-            if error is not None:
-                self.rejected = rejection(error, self.model, redact_url(ep.base_url)) or self.rejected
-                return StoredResponse(None, None, kind_of_error(error).value,
-                                      f"{type(error).__name__}: {str(error)[:200]}", 0, 0, latency, sends)
-            choice = (completion.get("choices") or [{}])[0]
-            message = choice.get("message") or {}
-            raw = message.get("content") or message.get("refusal") or ""
-            usage = completion.get("usage") or {}
-            pt, ct = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-            self.acc.add(prompt_tokens=pt, completion_tokens=ct)
-            return StoredResponse(raw, choice.get("finish_reason"), None, None, pt, ct, latency, sends)
+            if error is None:
+                return StoredResponse(None, None, None, None, 0, 0, latency, sends, body=self._text(content)), seen
+            self.rejected = rejection(error, self.model, redact_url(ep.base_url)) or self.rejected
+            kind = kind_of_error(error, probe)
+            message = self._text(f"{type(error).__name__}: {error}", limit=200)
+            return StoredResponse(None, None, kind.value, message, 0, 0, latency, sends,
+                                  body=self._text(_error_body(error), limit=STORED_HEAD_BYTES)), seen
+
+    def _text(self, data: bytes | str | None, limit: int | None = None) -> str | None:
+        """Bytes or text from a server as text that may be stored and shown: the client's secrets replaced (then
+        cut to ``limit`` characters, so that no cut leaves part of a secret)."""
+        if data is None:
+            return None
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        return redact(text, self.secrets)[:limit]
 
     async def aclose(self) -> None:
         for ep in self.endpoints:
             await ep.aclose()
 
 
-def _is_transport(kind: str | None) -> bool:
-    return kind is not None and FailureKind(kind).is_transport
+def _is_transient(kind: str | None) -> bool:
+    return kind is not None and FailureKind(kind).is_transient
+
+
+def _error_body(error: BaseException) -> bytes | None:
+    """What the server sent with a refused answer or an HTTP error, as far as it was read."""
+    if isinstance(error, AnswerRefused):
+        return error.head
+    if isinstance(error, openai.APIStatusError):
+        try:
+            return error.response.content
+        except Exception:  # noqa: BLE001 - a body that was never read
+            return None
+    return None
+
+
+def judge(answer: StoredResponse, schema: type[BaseModel]):
+    """``(value, failure, text, finish_reason, tokens)`` of a stored exchange; the same for a fresh answer and for
+    one read back from the store."""
+    kind = None if answer.failure_kind is None else FailureKind(answer.failure_kind)
+    if kind is not None and (kind.is_exchange or answer.body is None and not kind.is_content):
+        return None, Failure(kind, answer.failure_message or ""), None, None, (0, 0)
+    if answer.body is not None:
+        text, finish, tokens, failure = read_completion(answer.body)
+        if failure is not None:
+            return None, failure, text, finish, tokens
+    else:  # a row stored before bodies were kept: its text is the answer
+        text, finish, tokens = answer.raw, answer.finish_reason, (answer.prompt_tokens, answer.completion_tokens)
+    value, failure = parse_answer(text, schema, finish)
+    return value, failure, text, finish, tokens

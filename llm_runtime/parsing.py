@@ -1,14 +1,13 @@
 """Response formats for requests and parsing of answers into pydantic models.
 
-An answer's JSON is found in prose or code fences, then validated by the schema as it is: numbers are never
-coerced here. Any leniency a prompt documents (e.g. "40 hours") belongs to the schema's own field types.
+An answer's one JSON object is found in prose or code fences, then validated by the schema as it is: numbers are
+never coerced here. Any leniency a prompt documents (e.g. "40 hours") belongs to the schema's own field types.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from typing import Any
 
 from openai.lib._parsing import type_to_response_format_param
@@ -16,7 +15,6 @@ from pydantic import BaseModel, ValidationError
 
 from .records import Failure, FailureKind
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _KEYS = {"missing", "extra_forbidden", "unexpected_keyword_argument"}
 _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_too_long",
           "string_too_short", "too_long", "too_short", "literal_error", "enum", "multiple_of"}
@@ -47,29 +45,106 @@ def schema_instruction(schema: type[BaseModel]) -> str:
             + schema_json(schema))
 
 
+class _Ambiguous(ValueError):
+    """A JSON object that gives one key twice: which value was meant cannot be told."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise _Ambiguous(f"a key is given twice: {sorted(k for k in value if [p[0] for p in pairs].count(k) > 1)[:3]}")
+    return value
+
+
+def _constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+
+
 def extract_json(text: str) -> tuple[Any, Failure | None]:
-    """The first JSON object in ``text``, tolerating code fences and prose around it."""
+    """The one JSON object in ``text``, with prose or code fences around it allowed.
+
+    An answer with two objects (two replies, or one in the prose and another fenced) or an object that gives a key
+    twice has no single reading: it is ``ambiguous``, never resolved by picking one.
+    """
     if not text or not text.strip():
         return None, Failure(FailureKind.EMPTY, "empty answer")
-    fenced = _FENCE.search(text)
-    if fenced:
-        value, failure = _first_object(fenced.group(1))
-        if failure is None:
-            return value, None
-    return _first_object(text)
-
-
-def _first_object(text: str) -> tuple[Any, Failure | None]:
     start = text.find("{")
     if start < 0:
         return None, Failure(FailureKind.REFUSAL, f"no JSON object in answer: {text[:80]!r}")
     try:
-        value, _ = json.JSONDecoder().raw_decode(text, start)
-        return value, None
+        value, end = _DECODER.raw_decode(text, start)
+    except _Ambiguous as err:
+        return None, Failure(FailureKind.AMBIGUOUS, str(err))
     except json.JSONDecodeError as err:
         if err.pos >= len(text.rstrip()) or text.count("{") > text.count("}"):
             return None, Failure(FailureKind.TRUNCATED_JSON, f"JSON ends early: {err.msg}")
         return None, Failure(FailureKind.MALFORMED_JSON, f"invalid JSON: {err.msg} at {err.pos}")
+    except (ValueError, RecursionError) as err:  # NaN or Infinity, or nesting deeper than the parser goes
+        return None, Failure(FailureKind.MALFORMED_JSON, f"invalid JSON: {type(err).__name__} {err}"[:200])
+    while (start := text.find("{", end)) >= 0:
+        try:
+            _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):  # braces in prose are not an object
+            end = start + 1
+            continue
+        return None, Failure(FailureKind.AMBIGUOUS, "the answer holds more than one JSON object")
+    return value, None
+
+
+def read_completion(body: str) -> tuple[str | None, str | None, tuple[int, int], Failure | None]:
+    """``(text, finish_reason, (prompt_tokens, completion_tokens), failure)`` from a chat completion's body.
+
+    Anything that is not a chat completion is a ``bad_response`` (or ``error_in_200`` for an error object sent
+    with status 200) and yields no text; content given as a list of text parts is text.
+    """
+    def bad(problem: str, kind: FailureKind = FailureKind.BAD_RESPONSE):
+        return None, None, (0, 0), Failure(kind, problem)
+
+    try:
+        completion = json.loads(body, parse_constant=_constant)
+    except (ValueError, RecursionError) as err:
+        return bad(f"the body is not JSON ({type(err).__name__}: {err})"[:200])
+    if not isinstance(completion, dict):
+        return bad(f"the body is a JSON {type(completion).__name__}, not an object")
+    if "choices" not in completion and completion.get("error") is not None:
+        error = completion["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        return bad(f"HTTP 200 with an error: {str(message)[:200]}", FailureKind.ERROR_IN_200)
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return bad("no choice in the completion")
+    message, finish = choices[0].get("message"), choices[0].get("finish_reason")
+    if not isinstance(message, dict):
+        return bad("the choice has no message object")
+    if finish is not None and not isinstance(finish, str):
+        return bad(f"finish_reason is a JSON {type(finish).__name__}, not a string")
+    content, refusal = message.get("content"), message.get("refusal")
+    if isinstance(content, list):  # content parts, as some servers send them: the text parts are the text
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                   for p in content):
+            return bad("content parts other than text")
+        content = "".join(part["text"] for part in content)
+    if content is not None and not isinstance(content, str) or refusal is not None and not isinstance(refusal, str):
+        return bad(f"content is a JSON {type(content).__name__}, not text")
+    usage = completion.get("usage")
+    tokens = [0, 0]
+    if usage is not None:
+        if not isinstance(usage, dict):
+            return bad("usage is not an object")
+        for i, name in enumerate(("prompt_tokens", "completion_tokens")):
+            count = usage.get(name, 0)
+            if count is None:
+                continue
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_TOKENS_COUNTED:
+                return bad(f"usage.{name} is {str(count)[:40]!r}, not a token count")
+            tokens[i] = count
+    return content or refusal or "", finish, (tokens[0], tokens[1]), None
+
+
+MAX_TOKENS_COUNTED = 10**9  # more tokens than any context holds: a server's usage above it is garbage
 
 
 def classify_validation(err: ValidationError) -> FailureKind:

@@ -34,12 +34,20 @@ CREATE TABLE IF NOT EXISTS responses (
     latency_s REAL NOT NULL DEFAULT 0,
     sends INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
+    body TEXT,
     PRIMARY KEY (identity, attempt, request_hash)
 )"""
+# ``body`` is the HTTP body as the server sent it (bounded, secrets replaced), stored before it is judged; ``raw``
+# (the answer's text), ``parsed`` and ``failure_kind`` are the judgement. Stores made before ``body`` existed get it
+# added as they are opened for writing.
 
 
 WRITE_RETRY_S = 0.0002
-_INSERT = "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_COLUMNS = ("identity", "attempt", "request_hash", "model", "messages", "raw", "finish_reason", "parsed", "failure_kind",
+            "failure_message", "prompt_tokens", "completion_tokens", "latency_s", "sends", "created", "body")
+_INSERT = f"INSERT OR REPLACE INTO responses ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_JUDGEMENT = ("UPDATE responses SET raw=?, finish_reason=?, parsed=?, failure_kind=?, failure_message=?, "
+              "prompt_tokens=?, completion_tokens=? WHERE identity=? AND attempt=? AND request_hash=?")
 
 
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -80,6 +88,7 @@ class StoredResponse:
     completion_tokens: int
     latency_s: float
     sends: int
+    body: str | None = None
 
 
 class ResponseStore:
@@ -114,6 +123,8 @@ class ResponseStore:
         """Create the table, and start a write that changes nothing: a read-only file fails here, before any paid
         answer (in WAL mode ``BEGIN IMMEDIATE`` alone succeeds on a read-only file)."""
         conn.execute(_SCHEMA)
+        if "body" not in {row[1] for row in conn.execute("PRAGMA table_info(responses)")}:
+            conn.execute("ALTER TABLE responses ADD COLUMN body TEXT")
         conn.execute("DELETE FROM responses WHERE 0")
 
     def _conn(self) -> sqlite3.Connection:
@@ -148,34 +159,49 @@ class ResponseStore:
     def get(self, identity: str, attempt: int, req_hash: str) -> StoredResponse | None:
         """The stored response, or None; ``StoreCorruptError`` or ``StoreError`` if the file cannot be read."""
         try:
-            row = self._conn().execute(
+            conn = self._conn()
+            body = "body" if self._has_body(conn) else "NULL"
+            row = conn.execute(
                 "SELECT raw, finish_reason, failure_kind, failure_message, prompt_tokens, completion_tokens, "
-                "latency_s, sends FROM responses WHERE identity=? AND attempt=? AND request_hash=?",
+                f"latency_s, sends, {body} FROM responses WHERE identity=? AND attempt=? AND request_hash=?",
                 (identity, attempt, req_hash)).fetchone()
         except (sqlite3.Error, OSError) as err:
             raise self._error(err, "read") from err
         return StoredResponse(*row) if row else None
 
+    def _has_body(self, conn: sqlite3.Connection) -> bool:
+        """Whether the table has the ``body`` column (a store opened read-only may predate it)."""
+        if not hasattr(self._local, "has_body"):
+            self._local.has_body = "body" in {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+        return self._local.has_body
+
     @staticmethod
     def row(identity: str, attempt: int, req_hash: str, *, model: str | None, messages: list[dict] | str,
             raw: str | None, finish_reason: str | None, parsed: Any, failure_kind: str | None,
             failure_message: str | None, prompt_tokens: int, completion_tokens: int, latency_s: float,
-            sends: int) -> tuple:
+            sends: int, body: str | None = None) -> tuple:
         """A row to store; ``messages`` and ``parsed`` as values or as JSON text."""
         return (identity, attempt, req_hash, model, messages if isinstance(messages, str) else json.dumps(messages),
                 raw, finish_reason,
                 None if parsed is None else parsed if isinstance(parsed, str) else json.dumps(parsed),
-                failure_kind, failure_message, prompt_tokens, completion_tokens, latency_s, sends, time.time())
+                failure_kind, failure_message, prompt_tokens, completion_tokens, latency_s, sends, time.time(), body)
 
     def put(self, *args, **kwargs) -> None:
-        """Insert or replace one response (arguments as for ``row``); committed when this returns."""
-        self.put_rows([self.row(*args, **kwargs)])
+        """Insert or replace one response (arguments as for ``row``); committed when this returns, else
+        ``StoreError``."""
+        self._commit(_INSERT, self.row(*args, **kwargs))
 
-    def put_rows(self, rows: list[tuple]) -> None:
-        """Insert or replace rows in one transaction; committed when this returns, else ``StoreError``."""
+    def judge(self, identity: str, attempt: int, req_hash: str, *, raw: str | None, finish_reason: str | None,
+              parsed: str | None, failure_kind: str | None, failure_message: str | None, prompt_tokens: int,
+              completion_tokens: int) -> None:
+        """Record the judgement of a stored body; committed when this returns, else ``StoreError``."""
+        self._commit(_JUDGEMENT, (raw, finish_reason, parsed, failure_kind, failure_message, prompt_tokens,
+                                  completion_tokens, identity, attempt, req_hash))
+
+    def _commit(self, sql: str, values: tuple) -> None:
         try:
             conn = self._conn()
-            self._write(conn, lambda: conn.executemany(_INSERT, rows))
+            self._write(conn, lambda: conn.execute(sql, values))
         except (sqlite3.Error, OSError) as err:
             raise self._error(err, "written") from err
 

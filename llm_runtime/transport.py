@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import errno
+import socket
+import zlib
 from dataclasses import dataclass, field
 
 import httpx2
@@ -17,6 +21,8 @@ except ImportError:
     aiohttp = AiohttpTransport = None
 
 FORMAT_LEVELS = ("json_schema", "json_object", "text")
+STORED_HEAD_BYTES = 65_536  # how much of a refused answer is kept in the store, for the record
+_DECODERS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # zlib wbits; "deflate" as RFC 9110 defines it (zlib)
 
 
 @dataclass
@@ -30,19 +36,67 @@ class Probe:
 PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("llm_probe", default=None)
 
 
+class AnswerRefused(openai.OpenAIError):
+    """An answer the client stops reading (too large, past its deadline, in an encoding it did not ask for).
+
+    An ``OpenAIError``, so that the openai client passes it on at once instead of retrying: asking again would
+    pay for the same answer. ``head`` holds its first bytes, for the store.
+    """
+
+    def __init__(self, kind: FailureKind, message: str, head: bytes = b""):
+        super().__init__(message)
+        self.kind, self.head = kind, head
+
+
 def kind_of_status(status: int) -> FailureKind:
     named = {429: FailureKind.RATE_LIMIT, 503: FailureKind.UNAVAILABLE}
+    if 300 <= status < 400:
+        return FailureKind.REDIRECT
     return named.get(status, FailureKind.SERVER_ERROR if status >= 500 else FailureKind.HTTP_ERROR)
 
 
-def kind_of_error(err: BaseException) -> FailureKind:
-    """Failure kind of an exception raised by the openai client."""
-    if isinstance(err, openai.APITimeoutError):
-        return FailureKind.TIMEOUT
-    if isinstance(err, openai.APIConnectionError):
-        return FailureKind.CONNECTION
+def _chain(err: BaseException | None):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def kind_of_exception(err: BaseException, reading_body: bool = False) -> FailureKind:
+    """What a failed send met, from the root cause: the aiohttp transport reports a refused connection as a
+    connect timeout and a dropped one as a read error, so the exception's own type does not tell."""
+    causes = list(_chain(err))
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return FailureKind.CONNECTION_REFUSED
+        if isinstance(cause, socket.gaierror) or (aiohttp and isinstance(cause, aiohttp.ClientConnectorDNSError)):
+            return FailureKind.DNS
+    for cause in causes:
+        if isinstance(cause, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) or (
+                aiohttp and isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError))):
+            return FailureKind.CONNECTION_RESET
+        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)) and not any(
+                isinstance(c, TimeoutError) for c in causes):
+            return FailureKind.CONNECTION_RESET
+    for cause in causes:
+        is_timeout = (isinstance(cause, (TimeoutError, httpx2.TimeoutException))
+                      and not (aiohttp and isinstance(cause, aiohttp.ClientConnectorError)))
+        if is_timeout:
+            return FailureKind.READ_STALL if reading_body else FailureKind.TIMEOUT
+    return FailureKind.CONNECTION if isinstance(err, (httpx2.TransportError, OSError)) else FailureKind.INTERNAL
+
+
+def kind_of_error(err: BaseException, probe: Probe | None = None) -> FailureKind:
+    """Failure kind of an exception raised by the openai client: the transport's own finding when it saw one."""
+    if isinstance(err, AnswerRefused):
+        return err.kind
     if isinstance(err, openai.APIStatusError):
         return kind_of_status(err.status_code)
+    if isinstance(err, openai.APIConnectionError) and probe is not None and probe.faults:
+        return probe.faults[-1]
+    if isinstance(err, openai.APIConnectionError):
+        return kind_of_exception(err)
     return FailureKind.INTERNAL
 
 
@@ -61,13 +115,14 @@ def rejection(err: BaseException, model: str, url: str) -> tuple[str, str, str] 
 
 
 class CountingTransport(httpx2.AsyncBaseTransport):
-    """Counts sends and classifies failed ones into the current task's Probe, around an inner transport.
+    """Counts sends and classifies failed ones into the current task's Probe, around an inner transport; bounds
+    each answer's size (on the wire and decompressed) and its whole exchange's time.
 
     The openai client retries inside one call; only the transport sees each attempt and how it failed.
     """
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport):
-        self.inner = inner
+    def __init__(self, inner: httpx2.AsyncBaseTransport, *, max_bytes: int, deadline_s: float):
+        self.inner, self.max_bytes, self.deadline_s = inner, max_bytes, deadline_s
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -75,36 +130,93 @@ class CountingTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         probe = PROBE.get() or Probe()
         probe.sends += 1
+        request.headers["Accept-Encoding"] = ", ".join(_DECODERS)  # and no other: only these are bounded here
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
         try:
-            response = await self.inner.handle_async_request(request)
-        except httpx2.TimeoutException as err:
-            if _dropped(err):  # aiohttp's mapping calls a closed connection a timeout; it is not one
-                probe.faults.append(FailureKind.CONNECTION)
-                raise httpx2.ReadError(str(err) or "connection closed by the server") from err
-            probe.faults.append(FailureKind.TIMEOUT)
+            async with asyncio.timeout_at(deadline):
+                response = await self.inner.handle_async_request(request)
+        except TimeoutError:
+            probe.faults.append(FailureKind.DEADLINE)
+            raise AnswerRefused(FailureKind.DEADLINE, f"no answer within the deadline of {self.deadline_s:g} s")
+        except httpx2.TransportError as err:
+            probe.faults.append(kind_of_exception(err))
             raise
-        except httpx2.TransportError:
-            probe.faults.append(FailureKind.CONNECTION)
-            raise
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             probe.faults.append(kind_of_status(response.status_code))
-        return response
+        encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        declared = response.headers.get("content-length", "")
+        problem = None
+        if encoding != "identity" and encoding not in _DECODERS:
+            problem = FailureKind.BAD_RESPONSE, f"content-encoding {encoding[:40]!r}, which the client did not ask for"
+        elif declared.isdigit() and int(declared) > self.max_bytes:
+            problem = FailureKind.TOO_LARGE, f"{int(declared):,} bytes declared, above {self.max_bytes:,}"
+        if problem is not None:
+            await response.aclose()
+            probe.faults.append(problem[0])
+            raise AnswerRefused(*problem)
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+        stream = BoundedStream(response.stream, encoding, self.max_bytes, deadline, self.deadline_s, probe)
+        return httpx2.Response(response.status_code, headers=headers, stream=stream, request=request,
+                               extensions=response.extensions)
 
 
-def _dropped(err: BaseException) -> bool:
-    """An aiohttp connection error (closed or reset by the server) rather than a real timeout."""
-    cause = err.__cause__
-    if aiohttp is None or cause is None:
-        return False
-    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
-        cause, (aiohttp.ServerTimeoutError, aiohttp.ClientConnectorError, TimeoutError))
+class BoundedStream(httpx2.AsyncByteStream):
+    """An answer's body, decompressed here, within ``max_bytes`` (on the wire and decompressed) and a deadline."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, encoding: str, max_bytes: int, deadline: float,
+                 deadline_s: float, probe: Probe):
+        self.inner, self.max_bytes, self.deadline, self.deadline_s, self.probe = (inner, max_bytes, deadline,
+                                                                                  deadline_s, probe)
+        self.decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+        self.head = bytearray()
+
+    def _refuse(self, kind: FailureKind, message: str) -> AnswerRefused:
+        self.probe.faults.append(kind)
+        return AnswerRefused(kind, message, bytes(self.head))
+
+    def _keep(self, data: bytes) -> bytes:
+        if len(self.head) < STORED_HEAD_BYTES:
+            self.head += data[: STORED_HEAD_BYTES - len(self.head)]
+        return data
+
+    async def __aiter__(self):
+        wire = decoded = 0
+        chunks = self.inner.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise self._refuse(FailureKind.DEADLINE, f"the answer took longer than the deadline of "
+                                                         f"{self.deadline_s:g} s") from None
+            except httpx2.TransportError as err:
+                self.probe.faults.append(kind_of_exception(err, reading_body=True))
+                raise
+            wire += len(chunk)
+            if self.decoder is not None:
+                try:
+                    chunk = self.decoder.decompress(chunk, self.max_bytes - decoded + 1)
+                except zlib.error as err:
+                    raise self._refuse(FailureKind.BAD_RESPONSE, f"the compressed answer is damaged ({err})") from None
+                if self.decoder.unconsumed_tail:
+                    decoded = self.max_bytes + 1
+            decoded += len(chunk)
+            if wire > self.max_bytes or decoded > self.max_bytes:
+                self._keep(chunk)
+                raise self._refuse(FailureKind.TOO_LARGE, f"the answer exceeds {self.max_bytes:,} bytes")
+            yield self._keep(chunk)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Endpoint:
     """One server: its openai client, requests outstanding and sent, and the output format it accepts."""
 
     def __init__(self, base_url: str, api_key: str, *, concurrency: int, timeout_s: float, connect_timeout_s: float,
-                 max_retries: int):
+                 max_retries: int, deadline_s: float, max_answer_bytes: int):
         self.base_url = base_url
         self.chat_url = base_url.rstrip("/") + "/chat/completions"  # absolute: no merging with base_url per call
         self.outstanding = self.sent = self.format_level = 0
@@ -112,7 +224,8 @@ class Endpoint:
         limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         inner = (AiohttpTransport(limits=limits) if AiohttpTransport is not None
                  else httpx2.AsyncHTTPTransport(limits=limits))
-        http = httpx2.AsyncClient(transport=CountingTransport(inner), limits=limits, timeout=timeout)
+        transport = CountingTransport(inner, max_bytes=max_answer_bytes, deadline_s=deadline_s)
+        http = httpx2.AsyncClient(transport=transport, limits=limits, timeout=timeout)
         self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=max_retries,
                                          timeout=timeout, http_client=http)
 

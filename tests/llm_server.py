@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from aiohttp import web
@@ -37,6 +37,7 @@ FORMATS = ("json_schema", "json_object", "text")
 _STATUS = {"rate_limit": 429, "server_error": 500, "unavailable": 503}
 
 Script = Callable[[list[dict]], "str | dict"]
+Respond = Callable[[web.Request, dict], Awaitable[web.StreamResponse]]
 
 
 def example_value(schema: dict, seed: int, defs: dict | None = None) -> Any:
@@ -104,13 +105,16 @@ class FaultServer:
         api_key: when set, requests without ``Authorization: Bearer <api_key>`` get a 401.
         models: ids listed at ``/v1/models``; a chat request for another model gets a 404, as from vLLM or OpenAI.
         list_models: when False, ``/v1/models`` answers 404 (some servers offer no model list).
+        respond: ``await respond(request, payload)`` writes the whole HTTP answer to a chat request (a hostile or
+            broken server: any status, headers, body, encoding or pace), after the key and model checks.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, slots: int = 64,
                  fault_rate: float = 0.0, faults: dict[str, float] | tuple[str, ...] | None = None,
                  seed: int = 0, retry_after_ms: int = 20, timeout_hold: float = 600.0,
                  formats: tuple[str, ...] = FORMATS, script: Script | None = None,
-                 api_key: str | None = None, models: tuple[str, ...] = ("fault-model",), list_models: bool = True):
+                 api_key: str | None = None, models: tuple[str, ...] = ("fault-model",), list_models: bool = True,
+                 respond: Respond | None = None):
         weights = faults if faults is not None else FAULT_KINDS
         if not isinstance(weights, dict):
             weights = {k: 1.0 for k in weights}
@@ -120,7 +124,7 @@ class FaultServer:
         self.host, self.port, self.latency, self.slots = host, port, latency, slots
         self.fault_rate, self.seed, self.retry_after_ms = fault_rate, seed, retry_after_ms
         self.timeout_hold, self.formats, self.script, self.api_key = timeout_hold, tuple(formats), script, api_key
-        self.models, self.list_models = models, list_models
+        self.models, self.list_models, self.respond = models, list_models, respond
         self._kinds, self._weights = list(weights), list(weights.values())
         self._lock = threading.Lock()
         self._seen: Counter[str] = Counter()
@@ -241,6 +245,8 @@ class FaultServer:
             return _error(400, f"response_format type '{fmt}' is not supported")
         if payload.get("model") not in self.models:
             return _error(404, f"The model `{payload.get('model')}` does not exist.", "NotFoundError")
+        if self.respond is not None:
+            return await self.respond(request, payload)
         fault = self._pick_fault(body)
         if fault == "timeout":
             await asyncio.sleep(self.timeout_hold)  # cancelled when the client gives up and hangs up

@@ -41,7 +41,7 @@ def start_error(config: LLMConfig, env: dict | None = None) -> LLMConfigError:
     (LLMConfig(store_mode="sometimes", store_path="x"), "store_mode", "record | replay | off"),
     (LLMConfig(store_mode="record", store_path=None), "store_path", "a file path"),
     (LLMConfig(max_retries=-1, store_mode="off"), "max_retries", "an integer >= 0"),
-    (LLMConfig(timeout_s=0, store_mode="off"), "timeout_s", "a number of seconds > 0"),
+    (LLMConfig(timeout_s=0, store_mode="off"), "timeout_s", "a finite number of seconds in (0, 3600]"),
     (LLMConfig(temperature=5, store_mode="off"), "temperature", "[0, 2]"),
 ])
 def test_invalid_fields_are_named_with_allowed_values(config, field, allowed):

@@ -44,15 +44,23 @@ def answer(hours) -> str:
 
 
 def test_worker_hours_may_be_a_plain_decimal_string_but_nothing_else():
-    for hours, expected in [(40, 40.0), (37.5, 37.5), (0, 0.0), (100, 100.0), ("40", 40.0), ("37.5", 37.5),
-                            (" 12 ", 12.0), ("+7", 7.0)]:
+    for hours, expected in [(40, 40.0), (37.5, 37.5), (0, 0.0), (100, 100.0), ("40", 40.0), ("37.5", 37.5)]:
         value, failure = parse_answer(answer(hours), WorkerAnswer)
         assert failure is None and value.hours == expected
     assert parse_answer(answer("4e1"), WorkerAnswer)[1].kind is FailureKind.INVALID_TYPE
-    assert parse_answer(answer("-5"), WorkerAnswer)[1].kind is FailureKind.OUT_OF_RANGE
+    assert parse_answer(answer(-5), WorkerAnswer)[1].kind is FailureKind.OUT_OF_RANGE
 
 
-@pytest.mark.parametrize("hours", ["4e1", "1e3", True, False, "0x40", "40 hours", "40.", "NaN", "inf", "1,000"])
+def test_minus_zero_is_zero():
+    for text in ('{"hours": -0.0, "reason": "r"}', '{"hours": -0, "reason": "r"}'):
+        value, failure = parse_answer(text, WorkerAnswer)
+        assert failure is None and str(value.hours) == "0.0"
+    value, failure = parse_answer('{"rates": [-0, 10, 20], "reason": "r"}', sized(PlannerAnswer, 3))
+    assert failure is None and value.rates == [0, 10, 20]
+
+
+@pytest.mark.parametrize("hours", ["4e1", "1e3", True, False, "0x40", "40 hours", "40.", "NaN", "inf", "1,000",
+                                   " 47 ", "47 ", "+47", "-5", "047", "\u0664\u0667", "\uff14\uff17", "\u0967\u0968"])
 def test_worker_hours_that_are_not_a_number_or_a_plain_decimal_are_invalid(hours):
     value, failure = parse_answer(answer(hours), WorkerAnswer)
     assert value is None and failure.kind is FailureKind.INVALID_TYPE
@@ -61,7 +69,9 @@ def test_worker_hours_that_are_not_a_number_or_a_plain_decimal_are_invalid(hours
 def test_non_finite_hours_are_invalid():
     for text in ('{"hours": NaN, "reason": "r"}', '{"hours": Infinity, "reason": "r"}'):
         value, failure = parse_answer(text, WorkerAnswer)
-        assert value is None and failure.kind is FailureKind.INVALID_TYPE
+        assert value is None and failure.kind is FailureKind.MALFORMED_JSON  # not JSON numbers at all
+    value, failure = parse_answer('{"hours": 1e400, "reason": "r"}', WorkerAnswer)
+    assert value is None and failure.kind is FailureKind.INVALID_TYPE
 
 
 def test_a_smaller_hours_cap_is_in_the_schema_and_enforced():
@@ -198,5 +208,19 @@ def test_fences_inside_strings_do_not_break_extraction():
     assert failure is None and value.reason == "a ``` b"
 
 
-def test_extract_json_takes_the_first_object():
-    assert extract_json('a {"x": 1} b {"y": 2}') == ({"x": 1}, None)
+@pytest.mark.parametrize("text", [
+    'a {"x": 1} b {"y": 2}',                                              # two objects
+    '{"hours": 40, "reason": "r"}\n{"hours": 45, "reason": "r"}',         # two replies
+    'I would say {"hours": 40, "reason": "r"}.\n```json\n{"hours": 47, "reason": "r"}\n```',  # prose and fence
+    '{"hours": 12, "hours": 47, "reason": "r"}',                          # a key twice
+    '{"work": {"hours": 1, "hours": 2}}',                                 # a key twice, nested
+])
+def test_answers_with_more_than_one_reading_are_ambiguous(text):
+    value, failure = extract_json(text)
+    assert value is None and failure.kind is FailureKind.AMBIGUOUS
+    assert parse_answer(text, Work)[1].kind is FailureKind.AMBIGUOUS
+
+
+def test_braces_in_prose_are_not_a_second_object():
+    assert extract_json('{"x": 1} and {that} is all') == ({"x": 1}, None)
+    assert extract_json('{"x": {"y": "{z}"}} ok') == ({"x": {"y": "{z}"}}, None)

@@ -230,10 +230,9 @@ def test_store_reopens_and_counts(tmp_path):
     assert again.count() == 1 and again.get('"a"', 0, "h").raw == "{}" and again.get('"a"', 1, "h") is None
 
 
-def _row(identity: str) -> tuple:
-    return ResponseStore.row(identity, 0, "h", model="m", messages="[]", raw="{}", finish_reason="stop", parsed=None,
-                             failure_kind=None, failure_message=None, prompt_tokens=0, completion_tokens=0,
-                             latency_s=0.0, sends=1)
+def _put(store: ResponseStore, identity: str) -> None:
+    store.put(identity, 0, "h", model="m", messages="[]", raw="{}", finish_reason="stop", parsed=None,
+              failure_kind=None, failure_message=None, prompt_tokens=0, completion_tokens=0, latency_s=0.0, sends=1)
 
 
 def test_a_write_lock_held_past_the_busy_timeout_is_an_error(tmp_path):
@@ -242,7 +241,7 @@ def test_a_write_lock_held_past_the_busy_timeout_is_an_error(tmp_path):
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(StoreError, match="locked"):
-        store.put_rows([_row("late")])
+        _put(store, "late")
     other.execute("ROLLBACK")
-    store.put_rows([_row("late")])
+    _put(store, "late")
     assert store.count() == 1

@@ -37,13 +37,12 @@ import functools, sqlite3, sys, threading
 left, lock = [int(sys.argv[1])], threading.Lock()
 
 class FullDisk(sqlite3.Connection):
-    def executemany(self, sql, rows):
-        rows = list(rows)
+    def execute(self, sql, *args):
         with lock:
-            if sql.startswith("INSERT") and left[0] < len(rows):
+            if sql.startswith("INSERT") and left[0] < 1:
                 raise sqlite3.OperationalError("database or disk is full")
-            left[0] -= len(rows) if sql.startswith("INSERT") else 0
-        return super().executemany(sql, rows)
+            left[0] -= 1 if sql.startswith("INSERT") else 0
+        return super().execute(sql, *args)
 
 sqlite3.connect = functools.partial(sqlite3.connect, factory=FullDisk)
 import run
@@ -209,16 +208,17 @@ def test_a_corrupt_store_stops_resume_and_replay_before_any_request(uninterrupte
 
 
 # --- the store and the client -------------------------------------------------------------------------------------
-def _row(i: int) -> tuple:
-    return ResponseStore.row(f'["run",{i}]', 0, "h" * 64, model="m",
-                             messages=[{"role": "user", "content": "x" * (100 + 37 * i % 2000)}], raw='{"hours": 40}',
-                             finish_reason="stop", parsed=None, failure_kind=None, failure_message=None,
-                             prompt_tokens=1, completion_tokens=1, latency_s=0.1, sends=1)
+def _put(store: ResponseStore, *rows: int) -> None:
+    for i in rows:
+        store.put(f'["run",{i}]', 0, "h" * 64, model="m",
+                  messages=[{"role": "user", "content": "x" * (100 + 37 * i % 2000)}], raw='{"hours": 40}',
+                  finish_reason="stop", parsed=None, failure_kind=None, failure_message=None,
+                  prompt_tokens=1, completion_tokens=1, latency_s=0.1, sends=1)
 
 
 def filled(path: Path, n: int = 300) -> Path:
     store = ResponseStore(path)
-    store.put_rows([_row(i) for i in range(n)])
+    _put(store, *range(n))
     store.close()
     return path
 
@@ -236,7 +236,7 @@ def failing_writes(monkeypatch, error: sqlite3.Error, after: int = 0) -> dict:
                 state["left"] -= n
 
         def execute(self, sql, *args):
-            self._check(sql, 0)
+            self._check(sql, int(sql.lstrip().upper().startswith("INSERT")))
             return super().execute(sql, *args)
 
         def executemany(self, sql, rows):
@@ -252,13 +252,13 @@ def test_a_failed_write_is_a_store_error_naming_the_file_and_the_cause(tmp_path,
     path = tmp_path / "full.sqlite"
     state = failing_writes(monkeypatch, sqlite3.OperationalError(FULL), after=1)
     store = ResponseStore(path)
-    store.put_rows([_row(0)])
+    _put(store, 0)
     with pytest.raises(StoreError) as raised:
-        store.put_rows([_row(1), _row(2)])
+        _put(store, 1, 2)
     assert str(raised.value) == (f"response store {path} cannot be written: {FULL}; free space or fix permissions, "
                                  "then resume")
     state["on"] = False  # the disk has room again: the store goes on, nothing half-written
-    store.put_rows([_row(3)])
+    _put(store, 3)
     assert store.count() == 2 and store.get('["run",0]', 0, "h" * 64) is not None
     store.close()
 
