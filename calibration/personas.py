@@ -89,9 +89,13 @@ def _wage_phrase(hourly: float) -> str:
 
 
 def _pieces(column: pd.Series, phrase) -> pa.Array:
-    """``phrase(value)`` for every value, built once per distinct value."""
+    """``phrase(value)`` for every value, built once per distinct value.
+
+    Large strings (64-bit offsets): joined, the personas of more than about 8 million workers pass the
+    2 GiB that a plain arrow string column can hold.
+    """
     codes, uniques = pd.factorize(column, sort=False)
-    return pa.array([phrase(v) for v in uniques], type=pa.string()).take(pa.array(codes))
+    return pa.array([phrase(v) for v in uniques], type=pa.large_string()).take(pa.array(codes))
 
 
 def personas(frame: pd.DataFrame) -> pd.Series:
@@ -110,7 +114,7 @@ def personas(frame: pd.DataFrame) -> pd.Series:
         _pieces(pd.Series(_rounded_wage(frame["hourly_wage"].to_numpy(dtype=float))), _wage_phrase),
         _pieces(frame["financial_attitude"], lambda a: ATTITUDES[a][1]),
     ]
-    text = pc.binary_join_element_wise(*parts, "")
+    text = pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
     return pd.Series(text, index=frame.index, dtype=_TEXT)
 
 

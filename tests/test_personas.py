@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from calibration import personas
 from calibration.census import sample_census
@@ -61,3 +63,11 @@ def test_attitudes_follow_the_documented_distribution():
 def test_empty_and_single_draws():
     assert sample_census(0, np.random.default_rng(0))["persona"].size == 0
     assert sample_census(1, np.random.default_rng(0))["persona"].iloc[0].startswith("You are")
+
+
+def test_personas_are_joined_with_64_bit_offsets(monkeypatch):
+    """Large strings: the personas of 10 million workers (about 2.6 GB) pass the 2 GiB of a plain arrow string."""
+    join, joined = pc.binary_join_element_wise, []
+    monkeypatch.setattr(personas.pc, "binary_join_element_wise", lambda *a: joined.append(join(*a)) or joined[-1])
+    frame = sample_census(20, np.random.default_rng(3))
+    assert joined[-1].type == pa.large_string() and joined[-1].to_pylist() == frame["persona"].tolist()
