@@ -16,10 +16,14 @@ from collections.abc import Callable, Iterator
 
 
 class Registry[T]:
-    """A name -> entry mapping, filled with :meth:`register` (a decorator or a plain call)."""
+    """A name -> entry mapping, filled with :meth:`register` (a decorator or a plain call).
 
-    def __init__(self, kind: str):
+    ``base`` (a class, or a tuple of them), where set, is what an entry must subclass: anything else is refused
+    with a ValueError when it is registered, not when a run first uses it."""
+
+    def __init__(self, kind: str, base: type | tuple[type, ...] | None = None):
         self.kind = kind
+        self.base = base
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T | None = None, *, replace: bool = False) -> Callable[[T], T] | T:
@@ -28,6 +32,10 @@ class Registry[T]:
             raise ValueError(f"{self.kind}: a registered name must be an identifier, got {name!r}")
 
         def add(value: T) -> T:
+            if self.base is not None and not (isinstance(value, type) and issubclass(value, self.base)):
+                bases = self.base if isinstance(self.base, tuple) else (self.base,)
+                raise ValueError(f"{self.kind}: {name!r} must be a subclass of "
+                                 f"{' or '.join(b.__name__ for b in bases)}, not {value!r}")
             if name in self._entries and not replace and self._entries[name] is not value:
                 raise ValueError(f"{self.kind}: {name!r} is already registered (pass replace=True to replace it)")
             self._entries[name] = value

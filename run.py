@@ -21,7 +21,8 @@ import threading
 from pathlib import Path
 
 from experiments.config import ConfigError, resolve
-from experiments.runner import Interrupted, StoreCorruptError, StoreError, SweepFailed, TooManyFailures
+from experiments.runner import (Interrupted, ResultsNotWritten, StoreCorruptError, StoreError, SweepFailed,
+                                TooManyFailures)
 
 # the embedded model: the paper's 5 workers for two tax years of 2 steps (21 requests, about a minute)
 RUN_DEFAULTS = {"workers": 5, "steps": 4, "tax_year_length": 2, "worker_mind": "llm", "planner": "llm"}
@@ -88,6 +89,17 @@ def main(argv=None) -> int:
     except ConfigError as error:  # the model's own checks, raised before any result is written
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
+    except ResultsNotWritten as failed:  # disk full, read-only, I/O error while the results folder was written
+        from experiments.folders import partial_dir
+
+        where = partial_dir(failed.out)
+        if failed.kept:
+            print(f"run.py: {command}: could not write the results in {where} ({failed}); the stored LLM answers "
+                  f"are kept there, and this continues the run: {resume_command(failed.out)}", file=sys.stderr)
+        else:
+            print(f"run.py: {command}: could not write the results in {where} ({failed}); it wrote nothing: run "
+                  f"it again once it can write there", file=sys.stderr)
+        return 1
     except TooManyFailures as failed:  # the results are written, and say so at the top of summary.md
         print(f"run.py: {command}: {failed}", file=sys.stderr)
         return 1

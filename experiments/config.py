@@ -148,6 +148,11 @@ def check(command: str, s: dict) -> None:
         s["run"] = str(run_folder(s["run"], command))
     if command in ("run", "sweep") or command == "compare" and s["out"] is not None:
         check_out("--out", Path(s["out"]), s["overwrite"])
+    if command == "run":  # the folder's name is the run's id in the response store
+        longest = next(m.max_length for m in EconomyParams.model_fields["run_id"].metadata if hasattr(m, "max_length"))
+        if len(Path(s["out"]).name) > longest:
+            raise ConfigError("--out", f"a folder name of {len(Path(s['out']).name):,} characters is too long",
+                              f"a folder name of at most {longest} characters (it is the run's id)")
 
 
 def sweep_points(s: dict) -> list[dict]:

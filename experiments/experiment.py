@@ -13,10 +13,10 @@ import pandas as pd
 from experiments import plots, results
 from experiments.cli import PARAM, flag
 from experiments.config import ConfigError
-from experiments.folders import exclusive, holder, partial_dir
+from experiments.folders import discard, exclusive, held, holder, partial_dir
 from experiments.plugins import load_plugins
-from experiments.runner import (Interrupted, TooManyFailures, baseline_kwargs, failure_rate, model_kwargs,
-                                step_all)
+from experiments.runner import (Interrupted, ResultsNotWritten, TooManyFailures, baseline_kwargs, failure_rate,
+                                model_kwargs, step_all, writing)
 from llm_runtime.errors import LLMConfigError
 
 
@@ -24,7 +24,7 @@ def run(settings: dict, progress: bool = True) -> Path:
     """A new run: the main model, then the baselines; returns the results folder."""
     out = Path(settings["out"])
     config = {"command": "run", "run_id": out.name, "settings": settings}
-    with exclusive(results.start(out, config), "--out"):
+    with results.start(out, config, "--out", overwrite=settings.get("overwrite", False)):
         return _execute(config, out, mode="new", progress=progress)
 
 
@@ -37,7 +37,7 @@ def resume(out: Path, progress: bool = True) -> Path:
         return sweep.run(config["settings"], out, resume=True, progress=progress)
     if config.get("command") != "run":
         raise ConfigError("--run", f"{out} is not a run of `run` or `sweep`", "a folder written by run or sweep")
-    with exclusive(partial_dir(out), "--run"):
+    with held(out, "--run"):
         return _execute(config, out, mode="resume", progress=progress)
 
 
@@ -49,22 +49,23 @@ def replay(out: Path, progress: bool = True) -> Path:
         written = f"`{config['command']}`" if "command" in config else "an older run.py"
         raise ConfigError("--run", f"{out} was written by {written}", "a folder written by `run`")
     target = out / REPLAY_NAME
-    partial = partial_dir(target)
-    if partial.exists():
-        if (pid := holder(partial)) is not None:
-            raise ConfigError("--run", f"{partial} is already running (pid {pid or 'unknown'})",
-                              "one run, resume or replay of a results folder at a time")
-        shutil.rmtree(partial)  # a replay that was stopped: it holds nothing that is not in the run
-    if (out / results.STORE_NAME).is_file():  # a damaged store is reported under its own name, before any work
-        from llm_runtime.store import ResponseStore
+    with exclusive(out, "--run", doing="replayed", remove=True):  # no run replaces the folder while it is replayed
+        partial = partial_dir(target)
+        if partial.exists():
+            if (pid := holder(partial)) is not None:
+                raise ConfigError("--run", f"{partial} is already running (pid {pid or 'unknown'})",
+                                  "one run, resume or replay of a results folder at a time")
+            discard(partial)  # a replay that was stopped: it holds nothing that is not in the run
+        if (out / results.STORE_NAME).is_file():  # a damaged store is reported under its own name, before any work
+            from llm_runtime.store import ResponseStore
 
-        ResponseStore(out / results.STORE_NAME, writable=False).close()
-    config = dict(config, command="replay", replay_of=str(out))
-    partial = results.start(target, config)
-    with exclusive(partial, "--run"):
-        if (out / results.STORE_NAME).is_file():
-            shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
-        return _execute(config, target, mode="replay", progress=progress, original=out)
+            ResponseStore(out / results.STORE_NAME, writable=False).close()
+        config = dict(config, command="replay", replay_of=str(out))
+        with results.start(target, config, "--run", overwrite=True) as partial:
+            with writing(target, kept=False):
+                if (out / results.STORE_NAME).is_file():
+                    shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
+            return _execute(config, target, mode="replay", progress=progress, original=out)
 
 
 def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path | None = None) -> Path:
@@ -80,7 +81,8 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
     model = None
     try:
         model = build(EconomyModel, kwargs)  # first: it checks the LLM server and model before any work
-        baselines = _baselines(s, partial, stored=original or partial, progress=progress)
+        with writing(out, kept=mode != "replay"):
+            baselines = _baselines(s, partial, stored=original or partial, progress=progress)
         if baselines and mode != "replay":
             print(_baseline_table(s, baselines), flush=True)
         start = time.perf_counter()
@@ -91,25 +93,28 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         except LLMConfigError as error:  # every request failed as a wrong setting makes them fail
             raise config_error(error) from None
         seconds = time.perf_counter() - start
-        frame = results.write_model_data(model, partial)
+        with writing(out, kept=mode != "replay"):
+            frame = results.write_model_data(model, partial)
         state, label = results.final_state(model), f"this run: {_planner(s)}, {s['worker_mind']} workers"
         elections, objective_name = list(model.elections), model.objective_name
         final_rates = tuple(float(r) for r in model.schedule.rates)
         llm = results.llm_settings(model)
         stats = model.llm.accounting.to_dict() if model.llm is not None else None
         config["llm"] = llm
-        results.write_json(partial / results.CONFIG_NAME, config)
+        with writing(out, kept=mode != "replay"):
+            results.write_json(partial / results.CONFIG_NAME, config)
     except KeyboardInterrupt:
         step = int(model.time) if model is not None else 0
         for name in ("llm_runtime", "asyncio"):  # requests and tasks cut short by the stop are not news
             logging.getLogger(name).setLevel(logging.CRITICAL)
         _close(model)
         if mode == "replay":
-            shutil.rmtree(partial, ignore_errors=True)
+            discard(partial)
         raise Interrupted(out, step, s["steps"], replay=mode == "replay") from None
     except BaseException as error:
         _close(model)
-        _failed(out, mode, started=model is not None and not _nothing_answered(model, error))
+        _failed(out, mode, started=model is not None and not _nothing_answered(model, error),
+                quiet=isinstance(error, ResultsNotWritten))
         raise
     _close(model)
     try:
@@ -119,25 +124,27 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
             rows.append(results.summary_row(name, data, taken))
         table = pd.DataFrame(rows).set_index("run")
         frames = {n: d for n, (d, _) in {**baselines, **final}.items()}
-        if frames:
-            tidy = pd.concat(frames, names=["run"])
-            tidy.reset_index().to_parquet(partial / "baselines.parquet")
-        results.write_plots(partial, frame, frames, state, objective_name, label, elections)
-        table.to_csv(partial / "summary.csv")
-        files = sorted({p.name for p in partial.iterdir() if not p.name.startswith(".")} | {"summary.md"})
+        with writing(out, kept=mode != "replay"):
+            if frames:
+                tidy = pd.concat(frames, names=["run"])
+                tidy.reset_index().to_parquet(partial / "baselines.parquet")
+            results.write_plots(partial, frame, frames, state, objective_name, label, elections)
+            table.to_csv(partial / "summary.csv")
+            files = sorted({p.name for p in partial.iterdir() if not p.name.startswith(".")} | {"summary.md"})
         same = _same_data(original, frame) if original is not None else None
         text = summary_text(out, s, objective_name, table, skipped=_skipped(s), mode=mode, files=files,
                             llm=llm, stats=stats, same_as_original=same)
-        (partial / "summary.md").write_text(text, encoding="utf-8")
+        with writing(out, kept=mode != "replay"):
+            (partial / "summary.md").write_text(text, encoding="utf-8")
+            replaced = out.exists()
+            results.finish(out)
     except KeyboardInterrupt:
         if mode == "replay":
-            shutil.rmtree(partial, ignore_errors=True)
+            discard(partial)
         raise Interrupted(out, s["steps"], s["steps"], replay=mode == "replay") from None
-    except BaseException:
-        _failed(out, mode, started=True)
+    except BaseException as error:
+        _failed(out, mode, started=True, quiet=isinstance(error, ResultsNotWritten))
         raise
-    replaced = out.exists()
-    results.finish(out)
     print(text)
     print(f"results: {out}" + (" (replacing the earlier replay)" if replaced and mode == "replay" else ""))
     limit = s.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
@@ -179,12 +186,12 @@ def _same_data(original: Path, frame: pd.DataFrame) -> bool:
     return True
 
 
-def _failed(out: Path, mode: str, started: bool) -> None:
+def _failed(out: Path, mode: str, started: bool, quiet: bool = False) -> None:
     """After an error: a replay, or a new run that never started, leaves nothing behind; a started run keeps
-    its stored responses for ``resume``."""
+    its stored responses for ``resume`` (and says so, unless ``quiet``: the error's own line says it)."""
     if mode == "replay" or (mode == "new" and not started):
-        shutil.rmtree(partial_dir(out), ignore_errors=True)
-    elif started:
+        discard(partial_dir(out))
+    elif started and not quiet:
         print(f"run.py: the run stopped with an error; stored responses are kept in {partial_dir(out)}. After "
               f"fixing the cause, resume with: python run.py resume --run {out}", file=sys.stderr)
 
@@ -374,20 +381,21 @@ def compare(s: dict, progress: bool = False) -> pd.DataFrame:
               f"{s['tax_year_length']}, objective {objective_name}, seed {s['seed']}")
     if s["out"] is not None:
         out = Path(s["out"])
-        partial = results.start(out, {"command": "compare", "settings": s})
-        try:
-            table.to_csv(partial / "compare.csv")
-            pd.concat(frames, names=["planner"]).reset_index().to_parquet(partial / "compare.parquet")
-            best = table.index[0]
-            plots.objective(frames[best], {p: f for p, f in frames.items() if p != best}, objective_name, best,
-                            partial / "objective.png")
-            note = "".join(f"\n{line}" for line in oracle_note(table.index))
-            (partial / "summary.md").write_text(f"# {out.name}\n\n{header}.\n\n```\n{results.table_text(table)}\n"
-                                                f"```\n{note}", encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        results.finish(out)
+        with results.start(out, {"command": "compare", "settings": s}, "--out", s.get("overwrite", False)) as partial:
+            try:
+                with writing(out, kept=False):
+                    table.to_csv(partial / "compare.csv")
+                    pd.concat(frames, names=["planner"]).reset_index().to_parquet(partial / "compare.parquet")
+                    best = table.index[0]
+                    plots.objective(frames[best], {p: f for p, f in frames.items() if p != best}, objective_name,
+                                    best, partial / "objective.png")
+                    note = "".join(f"\n{line}" for line in oracle_note(table.index))
+                    (partial / "summary.md").write_text(f"# {out.name}\n\n{header}.\n\n```\n"
+                                                        f"{results.table_text(table)}\n```\n{note}", encoding="utf-8")
+                    results.finish(out)
+            except BaseException:
+                discard(partial)
+                raise
     print(header)
     print(results.table_text(table))
     if s["out"] is not None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
-from experiments import plots
-from experiments.folders import LOCK_NAME, partial_dir
+from experiments import folders, plots
 from validation import ParameterError as ConfigError
 
 STORE_NAME = "responses.sqlite"
@@ -39,26 +36,15 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def start(out: Path, config: dict) -> Path:
-    """Create the staging folder of ``out`` with its config; returns it."""
-    partial = partial_dir(out)
-    partial.mkdir(parents=True)
-    write_json(partial / CONFIG_NAME, config)
-    return partial
+def start(out: Path, config: dict, field: str = "--out", overwrite: bool = False):
+    """Take the staging folder of ``out``, atomically, with its config, and hold it (and ``out`` itself when an
+    earlier run's results are there to replace) while the ``with`` block runs; yields the staging folder."""
+    return folders.take(out, field, overwrite, prepare=lambda folder: write_json(folder / CONFIG_NAME, config))
 
 
 def finish(out: Path) -> Path:
     """Replace ``out`` by its completed staging folder (the old results, if any, go only after the rename)."""
-    partial = partial_dir(out)
-    (partial / LOCK_NAME).unlink(missing_ok=True)  # a finished folder is nobody's to hold
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        out.rename(old)
-    partial.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+    return folders.finish(out)
 
 
 def without_credentials(url: str | None) -> str | None:

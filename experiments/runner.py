@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
 from experiments.cli import MODEL_SETTINGS, PARAM
 from llm_runtime.errors import StoreCorruptError, StoreError  # noqa: F401 - run.py reports them
 
-__all__ = ["Interrupted", "StoreCorruptError", "StoreError", "SweepFailed", "TooManyFailures", "baseline_kwargs",
-           "failure_rate", "llm_postfix", "model_kwargs", "step_all"]
+__all__ = ["Interrupted", "ResultsNotWritten", "StoreCorruptError", "StoreError", "SweepFailed", "TooManyFailures",
+           "baseline_kwargs", "failure_rate", "llm_postfix", "model_kwargs", "step_all", "writing"]
 
 
 class Interrupted(Exception):
@@ -30,6 +32,26 @@ class SweepFailed(Exception):
     def __init__(self, out, reason: str):
         self.out = out
         super().__init__(reason)
+
+
+class ResultsNotWritten(Exception):
+    """A results folder could not be written (disk full, read-only, I/O error). ``kept``: what was stored stays
+    in the staging folder, and ``resume`` continues; otherwise (a replay, a comparison) nothing is left."""
+
+    def __init__(self, out, error: OSError, kept: bool = True):
+        self.out, self.error, self.kept = out, error, kept
+        detail = error.strerror or (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        name = getattr(error, "filename", None)
+        super().__init__(f"{Path(name).name}: {detail}" if name else detail)
+
+
+@contextmanager
+def writing(out, kept: bool = True):
+    """An OSError raised in the block (while writing the results of ``out``) as :class:`ResultsNotWritten`."""
+    try:
+        yield
+    except OSError as error:
+        raise ResultsNotWritten(out, error, kept) from error
 
 
 class TooManyFailures(Exception):

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from experiments import results
 from experiments.config import sweep_points
-from experiments.folders import exclusive, partial_dir
+from experiments.folders import held
 from experiments.plugins import load_plugins
-from experiments.runner import Interrupted, SweepFailed, model_kwargs
+from experiments.runner import Interrupted, ResultsNotWritten, SweepFailed, model_kwargs, writing
 
 TABLE_NAME = "runs.parquet"
 
@@ -111,14 +111,16 @@ def run_dask(todo: list[dict], jobs: int, scheduler: str | None) -> Iterator[tup
 
 def run(s: dict, out: Path, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a sweep and write ``<out>/runs.parquet``: one row per run and step."""
-    partial = partial_dir(out) if resume else results.start(out, {"command": "sweep", "settings": s})
-    with exclusive(partial, "--run" if resume else "--out"):
+    taken = held(out, "--run") if resume else \
+        results.start(out, {"command": "sweep", "settings": s}, "--out", s.get("overwrite", False))
+    with taken as partial:
         return _run(s, out, partial, progress)
 
 
 def _run(s: dict, out: Path, partial: Path, progress: bool) -> Path:
     done_dir = partial / "runs"
-    done_dir.mkdir(exist_ok=True)
+    with writing(out):
+        done_dir.mkdir(exist_ok=True)
     every = tasks(s, partial / results.STORE_NAME)
     todo = [t for t in every if not (done_dir / f"{t['run']}.parquet").is_file()]
     bar = tqdm(total=len(every), initial=len(every) - len(todo), desc=f"sweep ({s['executor']})", unit="run",
@@ -127,12 +129,16 @@ def _run(s: dict, out: Path, partial: Path, progress: bool) -> Path:
     try:
         for task, frame in executor if todo else ():
             partial_file = done_dir / f".{task['run']}.parquet.tmp"
-            frame.to_parquet(partial_file)
-            os.replace(partial_file, done_dir / f"{task['run']}.parquet")  # whole or absent, even under kill -9
+            with writing(out):
+                frame.to_parquet(partial_file)
+                os.replace(partial_file, done_dir / f"{task['run']}.parquet")  # whole or absent, even under kill -9
             bar.update(1)
     except KeyboardInterrupt:
         executor.close()
         raise Interrupted(out, bar.n, len(every)) from None
+    except ResultsNotWritten:
+        executor.close()
+        raise
     except Exception as error:  # a run failed (or the cluster did): the finished runs are kept for resume
         executor.close()
         raise SweepFailed(out, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") \
@@ -140,11 +146,12 @@ def _run(s: dict, out: Path, partial: Path, progress: bool) -> Path:
     finally:
         bar.close()
     table = pd.concat([pd.read_parquet(done_dir / f"{t['run']}.parquet") for t in every], ignore_index=True)
-    table.to_parquet(partial / TABLE_NAME)
-    shutil.rmtree(done_dir)
     summary = summarise(table, s)
-    (partial / "summary.md").write_text(summary, encoding="utf-8")
-    results.finish(out)
+    with writing(out):
+        table.to_parquet(partial / TABLE_NAME)
+        (partial / "summary.md").write_text(summary, encoding="utf-8")
+        shutil.rmtree(done_dir)
+        results.finish(out)
     print(summary)
     print(f"results: {out / TABLE_NAME}")
     return out

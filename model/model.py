@@ -25,12 +25,27 @@ from model.scenarios import SCENARIOS
 from public_finance.economy import HOURS_CAP, equilibrium, representative_skills, settle
 from public_finance.taxes import bracket_set
 from public_finance.welfare import OBJECTIVES, atkinson, gini, inverse_skill_weights, paper_swf, rawlsian, utilitarian
-from validation import validate
+from validation import ParameterError, validate
 
 METRICS = ("objective", "paper_swf", "utilitarian", "inverse_skill", "rawlsian", "atkinson", "gini_pre_tax",
            "gini_post_tax", "mean_income", "equality_productivity", "mean_hours", "median_hours", "share_zero_hours",
            "share_at_cap", "revenue", "rebate", "rebate_equilibrium")
 WORKER_REPORTERS = {name: name for name in ("skill", "hours", "income", "tax", "utility")}
+
+
+RNG_WORDS = "an integer seed >= 0, a numpy Generator, BitGenerator or SeedSequence, or None"
+
+
+def checked_rng(rng):
+    """``rng`` as Mesa takes it: a seed (an integer >= 0), a numpy Generator, BitGenerator or SeedSequence, or
+    None; anything else raises :class:`validation.ParameterError` naming ``rng``."""
+    if rng is None or isinstance(rng, np.random.Generator | np.random.BitGenerator | np.random.SeedSequence):
+        return rng
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool | np.bool_):
+        if rng >= 0:
+            return int(rng)
+        raise ParameterError("rng", f"{rng!r} is out of range", RNG_WORDS)
+    raise ParameterError("rng", f"{rng!r} is not a seed", RNG_WORDS)
 
 
 class EconomyDataCollector(mesa.DataCollector):
@@ -98,7 +113,7 @@ class EconomyModel(mesa.Model):
     """
 
     def __init__(self, *, llm=None, rng=None, **parameters):
-        super().__init__(rng=rng)
+        super().__init__(rng=checked_rng(rng))
         self._initial_rng_state = self.rng.bit_generator.state
         self.params = params = validate(EconomyParams, parameters)
         self.preset, self.objective_name, self.scenario_name = params.preset, params.objective, params.scenario_name

@@ -18,9 +18,9 @@ from pydantic_core import PydanticCustomError
 
 import agents.llm_minds  # noqa: F401 (registers the LLM mind and planner)
 from agents.network import NETWORKS
-from agents.planner import PLANNERS, rule_options
+from agents.planner import PLANNERS, PlannerRule, rule_options
 from agents.prompts import PROMPT_MODES
-from agents.worker import WORKER_MINDS
+from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
 from calibration.population import DEFAULT_SOURCE, SOURCES
 from model.scenarios import SCENARIOS
 from public_finance.economy import HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility
@@ -30,6 +30,9 @@ from registry import Registry
 from validation import ParameterError, allowed, choice, validate
 
 CALIBRATION_BRACKETS = "us_2025_single"
+# what a planner rule and a worker mind must be: anything else is refused when it is registered
+PLANNERS.base = PlannerRule
+WORKER_MINDS.base = (WorkerMind, WorkerAgent)
 
 
 def calibrated_preferences(skills, params) -> IsoelasticPreferences:
@@ -65,6 +68,9 @@ def _base_urls(value: str | None) -> str | None:
     """Comma-separated OpenAI-compatible base URLs; credentials in a URL would end up in results, so none."""
     if value is None:
         return None
+    if any(ord(character) < 32 or 127 <= ord(character) < 160 for character in value):
+        raise PydanticCustomError("url", "{url} holds a line break or another control character",
+                                  {"url": repr(value), "allowed": URL_WORDS})
     urls = [url.strip() for url in value.split(",")]
     for url in urls:
         try:

@@ -36,7 +36,7 @@ class Scenario:
         """Called in the vote stage of each step."""
 
 
-SCENARIOS: Registry[type[Scenario]] = Registry("scenario")
+SCENARIOS: Registry[type[Scenario]] = Registry("scenario", base=Scenario)
 SCENARIOS.register("rational", Scenario)
 
 

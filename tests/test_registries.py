@@ -148,3 +148,23 @@ def test_parameters_serialise_for_results():
     params = EconomyParams(workers=10, planner="saez")
     assert json.loads(params.model_dump_json(exclude={"skills"}))["planner"] == "saez"
     assert isinstance(params, BaseModel)
+
+
+def test_an_entry_of_the_wrong_kind_is_refused_when_it_registers():
+    from agents.planner import PlannerRule
+
+    with pytest.raises(ValueError, match=r"^planner: 'x' must be a subclass of PlannerRule, not 42$"):
+        PLANNERS.register("x", 42)
+    with pytest.raises(ValueError, match=r"^worker mind: 'y' must be a subclass of WorkerMind or WorkerAgent, "
+                                         r"not 42$"):
+        WORKER_MINDS.register("y")(42)
+    with pytest.raises(ValueError, match="must be a subclass of PlannerRule"):
+        PLANNERS.register("z", type("NotARule", (), {}))
+    for registry in (SCENARIOS, OBJECTIVES):
+        with pytest.raises(ValueError, match="must be a subclass of"):
+            registry.register("w", lambda: None)
+    assert not {"x", "y", "z"} & {*PLANNERS, *WORKER_MINDS} and "w" not in SCENARIOS and "w" not in OBJECTIVES
+    rule = type("TestRule", (PlannerRule,), {})
+    assert PLANNERS.register("test_subclass_rule", rule, replace=True) is rule
+    assert PLANNERS["test_subclass_rule"] is rule
+    assert Registry("thing").register("anything", 42) == 42  # a registry without a base takes any entry
