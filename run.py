@@ -14,13 +14,13 @@ one-line message, before any work starts.
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from experiments.config import ConfigError, resolve
+from experiments.folders import resume_command
 from experiments.runner import (Interrupted, ResultsNotWritten, StoreCorruptError, StoreError, SweepFailed,
                                 TooManyFailures)
 
@@ -34,9 +34,9 @@ DEFAULTS = {"run": RUN_DEFAULTS, "run_with_server": RUN_DEFAULTS_WITH_SERVER, "c
             "sweep": SWEEP_DEFAULTS}
 
 
-def resume_command(out) -> str:
-    """The exact command that continues the run in ``out``."""
-    return f"python {shlex.quote(sys.argv[0] or 'run.py')} resume --run {shlex.quote(str(out))}"
+SERVER_STOPPED = 75  # EX_TEMPFAIL: the LLM servers stopped answering; resume once they answer again
+
+
 
 
 def dispatch(command: str, settings: dict) -> int:
@@ -51,9 +51,9 @@ def dispatch(command: str, settings: dict) -> int:
 
         sweep.run(settings, Path(settings["out"]))
     elif command == "resume":
-        experiment.resume(Path(settings["run"]))
+        experiment.resume(Path(settings["run"]), asked=settings)
     elif command == "replay":
-        experiment.replay(Path(settings["run"]))
+        experiment.replay(Path(settings["run"]), asked=settings)
     elif command == "dashboard":
         from visualization.server import serve
 
@@ -80,12 +80,14 @@ def main(argv=None) -> int:
               f"with:\n  {resume_command(failed.out)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
+        code, why = (SERVER_STOPPED, f" ({stop.reason})") if stop.reason else (130, "")
         if stop.replay:
-            print(f"\nrun.py: replay stopped at step {stop.step} of {stop.total}; it wrote nothing.", file=sys.stderr)
-            return 130
-        print(f"\nrun.py: stopped at step {stop.step} of {stop.total}; stored responses are kept. Resume with:\n"
-              f"  {resume_command(stop.out)}", file=sys.stderr)
-        return 130
+            print(f"\nrun.py: replay stopped at step {stop.step} of {stop.total}{why}; it wrote nothing.",
+                  file=sys.stderr)
+            return code
+        print(f"\nrun.py: stopped at step {stop.step} of {stop.total}{why}; stored responses are kept. Resume "
+              f"with:\n  {resume_command(stop.out)}", file=sys.stderr)
+        return code
     except ConfigError as error:  # the model's own checks, raised before any result is written
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ HELP = {"run": "the main job (default): the baselines, then LLM workers and an L
         "resume": "continue an interrupted or crashed run: stored responses replay, then it goes live",
         "dashboard": "start the Solara dashboard"}
 REPEATED = ("grid", "plugin")  # flags given once per value
-SWITCHES = ("overwrite",)  # flags without a value
+SWITCHES = ("overwrite", "allow_other_model")  # flags without a value
 MAX_RUNS = 100_000
 PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}  # flag name -> model parameter
 _LLM = ("backend", "base_url", "model", "prompt_mode", "archetypes", "planner_options")
@@ -33,7 +33,8 @@ COMMAND_OPTIONS = {
     "compare": ("plugin", "workers", "steps", "tax_year_length", "preset", "brackets", "objective", "seed",
                 "planners", "out", "overwrite"),
     "sweep": ("plugin", *_MODEL, *_LLM, "grid", "seeds", "executor", "scheduler", "jobs", "out", "overwrite"),
-    "replay": ("run",), "resume": ("run",), "dashboard": ("host", "port"),
+    "replay": ("run", "base_url", "model", "allow_other_model"),
+    "resume": ("run", "base_url", "model", "allow_other_model"), "dashboard": ("host", "port"),
 }
 GRID_KEYS = (*_MODEL, "prompt_mode", "archetypes")
 MODEL_SETTINGS = (*_MODEL, *_LLM)  # the settings that are model parameters
@@ -87,6 +88,8 @@ class CliSettings(BaseModel):
     seed: Annotated[Seed, Field(description="random seed: same seed, same population and data")] = 42
     out: Annotated[str | None, Field(min_length=1, max_length=1024, description="results folder")] = None
     overwrite: Annotated[bool, Field(description="replace the results of an earlier run in --out")] = False
+    allow_other_model: Annotated[bool, Field(description=(
+        "resume or replay on another model or server than the run's own (the summary says so at the top)"))] = False
     baselines: Annotated[Baselines, Field(description="baseline planners run with rational workers")] = \
         ["us_federal", "saez", "oracle", "blackbox"]
     max_failure_rate: Annotated[float, Field(ge=0, le=1, description=(

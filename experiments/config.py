@@ -146,6 +146,8 @@ def check(command: str, s: dict) -> None:
         if s["run"] is None:
             raise ConfigError("--run", "is required", "the results folder of a run")
         s["run"] = str(run_folder(s["run"], command))
+    if command in ("run", "sweep"):
+        llm_environment(s)
     if command in ("run", "sweep") or command == "compare" and s["out"] is not None:
         check_out("--out", Path(s["out"]), s["overwrite"])
     if command == "run":  # the folder's name is the run's id in the response store
@@ -153,6 +155,20 @@ def check(command: str, s: dict) -> None:
         if len(Path(s["out"]).name) > longest:
             raise ConfigError("--out", f"a folder name of {len(Path(s['out']).name):,} characters is too long",
                               f"a folder name of at most {longest} characters (it is the run's id)")
+
+
+def llm_environment(s: dict) -> None:
+    """The LLM layer's settings from ``LLM_*`` variables (timeouts, backend, URLs, ...) are checked before any work,
+    as flags are: a bad one is named by its variable."""
+    from llm_runtime.config import LLMConfig
+    from llm_runtime.errors import LLMConfigError
+
+    try:
+        LLMConfig.from_env(backend=s.get("backend"), base_urls=s.get("base_url"), model=s.get("model"),
+                           store_mode="off")
+    except LLMConfigError as error:
+        name = flag(error.field) if error.field in ("model", "base_url", "backend") else error.field
+        raise ConfigError(name, error.problem, error.allowed) from None
 
 
 def sweep_points(s: dict) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -13,11 +14,11 @@ import pandas as pd
 from experiments import plots, results
 from experiments.cli import PARAM, flag
 from experiments.config import ConfigError
-from experiments.folders import discard, exclusive, held, holder, partial_dir
+from experiments.folders import discard, exclusive, held, holder, partial_dir, resume_command
 from experiments.plugins import load_plugins
 from experiments.runner import (Interrupted, ResultsNotWritten, TooManyFailures, baseline_kwargs, failure_rate,
                                 model_kwargs, step_all, writing)
-from llm_runtime.errors import LLMConfigError
+from llm_runtime.errors import LLMConfigError, ServerStopped
 
 
 def run(settings: dict, progress: bool = True) -> Path:
@@ -28,8 +29,9 @@ def run(settings: dict, progress: bool = True) -> Path:
         return _execute(config, out, mode="new", progress=progress)
 
 
-def resume(out: Path, progress: bool = True) -> Path:
-    """Continue an interrupted run or sweep from the start: stored responses replay, then it goes live."""
+def resume(out: Path, progress: bool = True, asked: dict | None = None) -> Path:
+    """Continue an interrupted run or sweep from the start: stored responses replay, then it goes live, on the
+    run's own server and model (``asked``: the user's ``base_url``, ``model`` and ``allow_other_model``)."""
     config = results.read_config(partial_dir(out))
     if config.get("command") == "sweep":
         from experiments import sweep
@@ -38,10 +40,10 @@ def resume(out: Path, progress: bool = True) -> Path:
     if config.get("command") != "run":
         raise ConfigError("--run", f"{out} is not a run of `run` or `sweep`", "a folder written by run or sweep")
     with held(out, "--run"):
-        return _execute(config, out, mode="resume", progress=progress)
+        return _execute(config, out, mode="resume", progress=progress, asked=asked)
 
 
-def replay(out: Path, progress: bool = True) -> Path:
+def replay(out: Path, progress: bool = True, asked: dict | None = None) -> Path:
     """Rerun a finished run from its stored responses only, into ``<run>/replay``; the run's own files stay as
     they are. The baselines are not rerun: they are the run's own."""
     config = results.read_config(out)
@@ -65,10 +67,11 @@ def replay(out: Path, progress: bool = True) -> Path:
             with writing(target, kept=False):
                 if (out / results.STORE_NAME).is_file():
                     shutil.copy2(out / results.STORE_NAME, partial / results.STORE_NAME)
-            return _execute(config, target, mode="replay", progress=progress, original=out)
+            return _execute(config, target, mode="replay", progress=progress, original=out, asked=asked)
 
 
-def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path | None = None) -> Path:
+def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path | None = None,
+             asked: dict | None = None) -> Path:
     """The baselines first (stored ones are reused), then the run itself, then the summary.
 
     The model is built before the baselines run, so that a wrong LLM setting stops the run before any work."""
@@ -78,9 +81,18 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
     load_plugins(s.get("plugin", []))
     kwargs = model_kwargs(s, seed=s["seed"], run_id=config["run_id"], store=str(partial / results.STORE_NAME),
                           store_mode="replay" if mode == "replay" else "record", agent_interval=s["agent_interval"])
+    before = (config.get("llm") or {}).get("resolved")
+    if mode != "new":
+        kwargs.update(llm_source(config, asked or {}, mode, out if mode == "resume" else original))
     model = None
     try:
         model = build(EconomyModel, kwargs)  # first: it checks the LLM server and model before any work
+        if model.llm is not None:  # where the answers come from, from the first moment: resume asks the same
+            config["llm"] = results.llm_settings(model)
+            if before and not same_source(before, config["llm"]["resolved"]):
+                config["llm"]["before"] = before  # allowed by --allow-other-model; summary.md says so first
+            with writing(out, kept=mode != "replay"):
+                results.write_json(partial / results.CONFIG_NAME, config)
         with writing(out, kept=mode != "replay"):
             baselines = _baselines(s, partial, stored=original or partial, progress=progress)
         if baselines and mode != "replay":
@@ -103,15 +115,18 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         config["llm"] = llm
         with writing(out, kept=mode != "replay"):
             results.write_json(partial / results.CONFIG_NAME, config)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ServerStopped) as stop:
         step = int(model.time) if model is not None else 0
         for name in ("llm_runtime", "asyncio"):  # requests and tasks cut short by the stop are not news
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        _keep_accounting(model, partial, mode)
         _close(model)
         if mode == "replay":
             discard(partial)
-        raise Interrupted(out, step, s["steps"], replay=mode == "replay") from None
+        reason = str(stop) if isinstance(stop, ServerStopped) else None
+        raise Interrupted(out, step, s["steps"], replay=mode == "replay", reason=reason) from None
     except BaseException as error:
+        _keep_accounting(model, partial, mode)
         _close(model)
         _failed(out, mode, started=model is not None and not _nothing_answered(model, error),
                 quiet=isinstance(error, ResultsNotWritten))
@@ -193,7 +208,50 @@ def _failed(out: Path, mode: str, started: bool, quiet: bool = False) -> None:
         discard(partial_dir(out))
     elif started and not quiet:
         print(f"run.py: the run stopped with an error; stored responses are kept in {partial_dir(out)}. After "
-              f"fixing the cause, resume with: python run.py resume --run {out}", file=sys.stderr)
+              f"fixing the cause, resume with: {resume_command(out)}", file=sys.stderr)
+
+
+def same_source(a: dict, b: dict) -> bool:
+    """Whether two recorded LLM sources are one backend, server(s) and model."""
+    def urls(r):
+        return sorted(u.rstrip("/") for u in r.get("base_urls") or ())
+    return a.get("kind") == b.get("kind") and a.get("model") == b.get("model") and urls(a) == urls(b)
+
+
+def _where(r: dict) -> str:
+    return f"model {r.get('model')!r} on " + ("the embedded model" if r.get("kind") == "embedded" else
+                                              ", ".join(r.get("base_urls") or ()))
+
+
+def llm_source(config: dict, asked: dict, mode: str, out: Path) -> dict:
+    """The LLM settings of a resume or replay: the run's own backend, server and model, so that its stored answers
+    are found and new ones come from where the first ones came from. Another server or model, named by a flag or
+    by ``LLM_BASE_URL``/``LLM_MODEL``/``LLM_BACKEND``, is refused unless ``allow_other_model``. The key still comes
+    only from the environment: one the run used and that is missing now is named."""
+    recorded = (config.get("llm") or {}).get("resolved")
+    if not recorded:
+        return {}  # a run without LLM minds
+    env = os.environ
+    urls = asked.get("base_url") or env.get("LLM_BASE_URL")
+    model = asked.get("model") or env.get("LLM_MODEL")
+    backend = env.get("LLM_BACKEND") if env.get("LLM_BACKEND") in ("openai", "embedded") else None
+    kind = "openai" if urls else backend or recorded["kind"]
+    wanted = {"kind": kind, "model": model or recorded["model"],
+              "base_urls": [u.strip() for u in urls.split(",")] if urls else
+              recorded.get("base_urls") if kind == recorded["kind"] else []}
+    if not same_source(recorded, wanted):
+        if not asked.get("allow_other_model"):
+            field = "--model" if wanted["model"] != recorded["model"] else "--base-url"
+            raise ConfigError(field, f"{out} ran on {_where(recorded)}; asked now: {_where(wanted)}",
+                              "the run's own model and server (leave out the flag or variable), or "
+                              "--allow-other-model to go on with another (summary.md then says so first)")
+        return {"backend": kind, "base_url": urls, "llm_model": model}
+    variable = recorded.get("api_key_env")
+    if mode == "resume" and variable and not any(env.get(v) for v in ("OPENAI_API_KEY", "LLM_API_KEY")):
+        raise ConfigError(variable, "is not set; the run sent its requests with a key from it",
+                          f"the server's key in {variable} (keys are never written to results)")
+    return {"backend": recorded["kind"], "base_url": ",".join(recorded.get("base_urls") or ()) or None,
+            "llm_model": recorded["model"]}
 
 
 def build(model_class, kwargs: dict):
@@ -209,6 +267,15 @@ def build(model_class, kwargs: dict):
 
 def _planner(s: dict) -> str:
     return "elected leaders" if s["scenario"] == "democratic" else s["planner"]
+
+
+def _keep_accounting(model, partial: Path, mode: str) -> None:
+    """A run that stops early still leaves its LLM accounting beside its stored answers."""
+    if model is not None and model.llm is not None and mode != "replay" and partial.is_dir():
+        try:
+            model.llm.accounting.write_json(partial / "llm_accounting.json")
+        except OSError:
+            pass  # the stop's own error is the one to report
 
 
 def _close(model) -> None:
@@ -328,17 +395,23 @@ def llm_lines(s: dict, llm: dict | None, stats: dict | None) -> list[str]:
     failed = sum(stats["failures"].values())
     limit = s.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
     lines = []
+    if (llm or {}).get("before"):
+        lines += [f"**This run started on {_where(llm['before'])} and went on with {_where(llm['resolved'])} "
+                  "(--allow-other-model): its answers come from both.**", ""]
     if failure_rate(stats) > limit:
         lines += [f"**FAILED: {failed} of {stats['requests']} LLM requests failed "
                   f"({100 * failure_rate(stats):.1f} %, above --max-failure-rate {100 * limit:g} %). Workers whose "
                   "request failed kept their previous hours; a planner whose request failed kept its rates.**", ""]
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats["failures"].items()))
+    faults = ", ".join(f"{kind} {n:,}" for kind, n in sorted(stats["faults"].items()))
     resolved = (llm or {}).get("resolved", {})
     where = "the embedded model" if resolved.get("kind") == "embedded" else ", ".join(resolved.get("base_urls", []))
     lines += [f"LLM requests: {stats['requests']:,}, failures {failed:,}" + (f" ({kinds})" if kinds else "")
               + f", retries {stats['retries']:,}, re-asks {stats['reasks']:,}, store hits {stats['store_hits']:,}"
               + (f", clipped or reversed by the paper's rules {stats['clipped']:,}" if stats.get("clipped") else "")
               + f"; model `{resolved.get('model')}` on {where}.", ""]
+    if faults:
+        lines += [f"Faults met on the way, retried or re-asked or not: {faults}.", ""]
     if resolved.get("kind") == "embedded":
         lines += [EMBEDDED_NOTE, ""]
     return lines

@@ -13,7 +13,9 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -27,6 +29,18 @@ PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".running"  # holds the running process's pid; the kernel drops the lock when that process ends
 TEMP_PREFIX = ".run-py-"  # short, so that a temporary name beside a folder fits wherever the folder's name does
 DEFAULT_NAME_MAX = 255
+
+
+def python_command() -> str:
+    """How to call this Python in a new shell: ``.venv/bin/python`` from the project's folder, else its full path."""
+    python = sys.executable or "python"
+    relative = os.path.relpath(python) if os.path.isabs(python) else python
+    return shlex.quote(python if relative.startswith("..") else relative)
+
+
+def resume_command(out) -> str:
+    """The exact command that continues the run in ``out``."""
+    return f"{python_command()} run.py resume --run {shlex.quote(str(out))}"
 
 
 def partial_dir(out: Path) -> Path:
@@ -168,7 +182,7 @@ def take(out: Path, field: str, overwrite: bool, prepare: Callable[[Path], None]
                         raise _in_use(field, partial, running) from None
                     if partial.exists():
                         raise ConfigError(field, f"an interrupted run is in {partial}",
-                                          f"`python run.py resume --run {out}`, or remove {partial} first") from None
+                                          f"`{resume_command(out)}`, or remove {partial} first") from None
                     # it went away (its run finished): take it now
         except BaseException:
             stack.close()
@@ -265,7 +279,7 @@ def check_out(field: str, out: Path, overwrite: bool = False) -> None:
         raise _in_use(field, partial, running)
     if partial.exists():
         raise ConfigError(field, f"an interrupted run is in {partial}",
-                          f"`python run.py resume --run {out}`, or remove {partial} first")
+                          f"`{resume_command(out)}`, or remove {partial} first")
     try:
         out.resolve(strict=False)
     except (OSError, RuntimeError):

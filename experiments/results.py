@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import folders, plots
+from llm_runtime.config import API_KEY_ENV
 from validation import ParameterError as ConfigError
 
 STORE_NAME = "responses.sqlite"
@@ -67,7 +68,10 @@ def llm_settings(model) -> dict | None:
     backend = model.llm.backend
     public["resolved"] = {"kind": backend.kind, "model": model.llm.model,
                           "base_urls": [without_credentials(u) for u in backend.base_urls],
-                          "model_path": backend.model_path}
+                          "model_path": backend.model_path,
+                          # which variable held the key (never the key): a resume needs it again
+                          "api_key_env": next((v for v in API_KEY_ENV if os.environ.get(v)), None)
+                          if backend.kind == "openai" else None}
     public.pop("store_path", None)
     return public
 

@@ -18,12 +18,13 @@ __all__ = ["Interrupted", "ResultsNotWritten", "StoreCorruptError", "StoreError"
 
 
 class Interrupted(Exception):
-    """Ctrl-C stopped a run; what is stored is kept and ``resume`` continues it (not for a replay, which leaves
-    nothing: ``replay`` again)."""
+    """Ctrl-C, or LLM servers that stopped answering (``reason``), stopped a run; what is stored is kept and
+    ``resume`` continues it (not for a replay, which leaves nothing: ``replay`` again)."""
 
-    def __init__(self, out, step: int | None = None, total: int | None = None, replay: bool = False):
-        self.out, self.step, self.total, self.replay = out, step, total, replay
-        super().__init__(f"interrupted at step {step} of {total}")
+    def __init__(self, out, step: int | None = None, total: int | None = None, replay: bool = False,
+                 reason: str | None = None):
+        self.out, self.step, self.total, self.replay, self.reason = out, step, total, replay, reason
+        super().__init__(f"interrupted at step {step} of {total}" + (f": {reason}" if reason else ""))
 
 
 class SweepFailed(Exception):
@@ -87,13 +88,16 @@ def baseline_kwargs(s: dict, planner: str, **overrides) -> dict:
 
 
 def llm_postfix(model, elapsed: float) -> str:
-    """Requests/s (answers from servers), tokens, failures and store hits so far."""
+    """Requests/s (answers from servers), tokens, failures, store hits, the in-flight limit and 429 waits so far."""
     if model.llm is None:
         return ""
     stats = model.llm.accounting.to_dict()
     tokens = stats["prompt_tokens"] + stats["completion_tokens"]
+    limit = getattr(model.llm, "limit", None)
     return (f"req/s={stats['calls'] / max(elapsed, 1e-9):.1f} tokens={tokens:,} "
-            f"failures={sum(stats['failures'].values())} stored={stats['store_hits']}")
+            f"failures={sum(stats['failures'].values())} stored={stats['store_hits']}"
+            + (f" limit={limit:,}" if limit is not None else "")
+            + (f" 429-waits={stats['rate_limit_waits']:,}" if stats.get("rate_limit_waits") else ""))
 
 
 def step_all(model, desc: str, progress: bool = True) -> float:

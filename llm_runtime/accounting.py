@@ -22,6 +22,8 @@ class Accounting:
         self.reasks = 0
         self.format_fallbacks = 0
         self.clipped = 0           # valid answers paper mode clipped (or reversed, for a leader)
+        self.rate_limit_waits = 0  # 429s waited out (each one also a rate_limit fault); not failures
+        self.rate_limit_wait_s = 0.0
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.faults: Counter[str] = Counter()     # every fault seen, including those later retried or re-asked
@@ -47,7 +49,8 @@ class Accounting:
                | {"max": float(lat.max()), "mean": float(lat.mean())}) if lat.size else {}
         return {"requests": self.requests, "calls": self.calls, "sends": self.sends, "store_hits": self.store_hits,
                 "retries": self.retries, "reasks": self.reasks, "format_fallbacks": self.format_fallbacks,
-                "clipped": self.clipped, "failures": dict(self.failures), "faults": dict(self.faults),
+                "clipped": self.clipped, "rate_limit_waits": self.rate_limit_waits,
+                "rate_limit_wait_s": self.rate_limit_wait_s, "failures": dict(self.failures), "faults": dict(self.faults),
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "latency_s": pct}
 
     def write_json(self, path: str | os.PathLike) -> None:

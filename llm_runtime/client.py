@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import functools
 import logging
@@ -19,7 +20,7 @@ import openai
 from .accounting import Accounting
 from .config import Backend, LLMConfig, api_key_from_env, redact_url, resolve_backend, secrets_of
 from .engine import CollectorHold, Engine
-from .errors import LLMConfigError
+from .errors import LLMConfigError, ServerStopped
 from .records import FailureKind, LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
@@ -190,7 +191,18 @@ class LLMClient:
                                                    for r in results):
             # every request failed as a wrong setting makes them fail: no later batch would do better
             raise LLMConfigError(*rejected)
+        if results and all(r.failure is not None and r.failure.kind.is_transient
+                           and r.failure.kind is not FailureKind.INTERNAL for r in results):
+            kinds = collections.Counter(r.failure.kind.value for r in results)
+            where = ", ".join(redact_url(ep.base_url) for ep in self._endpoints)
+            raise ServerStopped(f"{where} stopped answering: every request of a batch of {len(results):,} failed ("
+                                + ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items())) + ")")
         return results
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight now, over every server (lower while a server answers 429)."""
+        return self._engine.pool.limit
 
     def complete(self, request: LLMRequest) -> LLMResult:
         return self.run_batch([request])[0]

@@ -18,12 +18,14 @@ OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 MAX_CONCURRENCY = 4096
 MAX_ANSWER_BYTES = 64 * 2**20
-SECONDS = {"timeout_s": 3600.0, "connect_timeout_s": 600.0, "deadline_s": 86_400.0}  # upper bounds
+SECONDS = {"timeout_s": 3600.0, "connect_timeout_s": 600.0, "deadline_s": 86_400.0,  # upper bounds
+           "rate_limit_wait_s": 86_400.0}
 URL_FORM = "http(s)://host[:port]/v1, the key in OPENAI_API_KEY or LLM_API_KEY"
 _ENV = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "model": ("LLM_MODEL", str),
         "concurrency": ("LLM_CONCURRENCY", int), "timeout_s": ("LLM_TIMEOUT", float),
         "max_retries": ("LLM_MAX_RETRIES", int), "deadline_s": ("LLM_DEADLINE", float),
-        "max_answer_bytes": ("LLM_MAX_ANSWER_BYTES", int), "store_path": ("LLM_STORE", str),
+        "max_answer_bytes": ("LLM_MAX_ANSWER_BYTES", int), "rate_limit_wait_s": ("LLM_RATE_LIMIT_WAIT", float),
+        "store_path": ("LLM_STORE", str),
         "store_mode": ("LLM_STORE_MODE", str), "embedded_model_path": ("LLM_EMBEDDED_MODEL", str),
         "embedded_slots": ("LLM_EMBEDDED_SLOTS", int), "embedded_threads": ("LLM_EMBEDDED_THREADS", int)}
 
@@ -32,8 +34,9 @@ _ENV = {"backend": ("LLM_BACKEND", str), "base_urls": ("LLM_BASE_URL", str), "mo
 class LLMConfig:
     """Settings; the API key is never a field: it is read from ``OPENAI_API_KEY`` or ``LLM_API_KEY``.
 
-    ``concurrency`` is the most requests in flight: above an inference server's parallel slots (vLLM's
-    default is 256), so the server's own queue never runs dry while answers travel back.
+    ``concurrency`` is the most requests in flight to each server: above an inference server's parallel slots
+    (vLLM's default is 256), so the server's own queue never runs dry while answers travel back. A server that
+    answers 429 gets fewer for a while (see ``pool.EndpointPool``).
     """
 
     backend: str = "auto"
@@ -59,6 +62,8 @@ class LLMConfig:
     deadline_s: float = 300.0
     # an answer is a few kB; beyond this (on the wire or decompressed) it is refused and the connection dropped
     max_answer_bytes: int = 1_000_000
+    # the most one request may wait out 429s (as long as each asks): beyond it the run stops, to be resumed
+    rate_limit_wait_s: float = 900.0
 
     def __post_init__(self) -> None:
         urls = self.base_urls.split(",") if isinstance(self.base_urls, str) else self.base_urls
@@ -248,7 +253,7 @@ def resolve_backend(config: LLMConfig, env: Mapping[str, str] | None = None) -> 
             check_url(url, "base_url ($LLM_BASE_URL)")
     urls = urls or (OPENAI_URL,)
     model = config.model or env.get("LLM_MODEL") or (OPENAI_DEFAULT_MODEL if urls == (OPENAI_URL,) else None)
-    if urls == (OPENAI_URL,) and not key:
+    if urls == (OPENAI_URL,) and not key and config.store_mode != "replay":  # a replay sends nothing
         raise LLMConfigError("api_key", "no key for api.openai.com",
                              "set OPENAI_API_KEY or LLM_API_KEY, or set base_urls / LLM_BASE_URL")
     return Backend("openai", base_urls=urls, model=model, api_key=key or "not-needed")

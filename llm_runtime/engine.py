@@ -16,15 +16,18 @@ from pydantic import BaseModel
 
 from .accounting import Accounting
 from .config import LLMConfig, redact, redact_url
-from .errors import ReplayMissError, StoreCorruptError, StoreError
+from .errors import ReplayMissError, ServerStopped, StoreCorruptError, StoreError
+from .pool import EndpointPool
 from .parsing import parse_answer, read_completion, reask_message, response_format, schema_instruction, schema_json
 from .records import Failure, FailureKind, LLMRequest, LLMResult, Usage
 from .store import ResponseStore, StoredResponse, identity_of
 from .transport import (FORMAT_LEVELS, PROBE, STORED_HEAD_BYTES, AnswerRefused, Endpoint, Probe, is_format_rejection,
-                        kind_of_error, rejection)
+                        kind_of_error, rejection, retry_after)
 
 log = logging.getLogger("llm_runtime")
 FIRST_WAVE_LIMIT_S = 1.0
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.25, 60.0  # a 429 that asks for less (or nothing) still waits this, doubling
+RATE_LIMIT = FailureKind.RATE_LIMIT
 
 
 class CollectorHold:
@@ -52,7 +55,8 @@ class Engine:
         self.max_tokens = config.max_tokens
         self.acc = accounting
         self.secrets = secrets  # replaced in anything stored or logged from a server's answer
-        self._sem = asyncio.Semaphore(concurrency)
+        self.pool = EndpointPool(endpoints)
+        self.rate_limit_wait_s = config.rate_limit_wait_s
         self._hold: CollectorHold | None = None
         self.rejected: tuple[str, str, str] | None = None  # the last answer that said a setting is wrong
 
@@ -88,7 +92,7 @@ class Engine:
         StoreError or StoreCorruptError when the response store cannot keep or give back answers."""
         try:
             result = await self._run(req)
-        except (ReplayMissError, StoreError, StoreCorruptError):
+        except (ReplayMissError, StoreError, StoreCorruptError, ServerStopped):
             raise  # the batch must end: going on would fetch answers that cannot be kept, or build on wrong ones
         except Exception as err:  # noqa: BLE001 - a bug or an unforeseen error must not end a run
             log.warning("request %s failed inside the LLM layer: %s", identity_of(req.key), type(err).__name__)
@@ -158,25 +162,48 @@ class Engine:
 
     async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
                     max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
-        """One answer from a server, and the faults met on the way: the openai client retries 429, 5xx, timeouts
-        and connection errors."""
-        async with self._sem:
-            if self._sem.locked():
+        """One answer from the least loaded server, and the faults met on the way: the openai client retries 5xx,
+        timeouts and connection errors; a 429 waits as long as it asks, and at least a backoff that doubles with
+        each 429 the request meets (within ``rate_limit_wait_s`` in all), then the request goes out again."""
+        faults, waited, sends, latency = [], 0.0, 0, 0.0
+        while True:
+            ep = await self.pool.acquire()
+            if self.pool.full():
                 self._hold.release()
-            ep = min(self.endpoints, key=lambda e: (e.outstanding, e.sent))  # the least busy server
-            ep.outstanding += 1
-            ep.sent += 1
             try:
-                return await self._call_endpoint(ep, req, messages, request_id, temperature, seed, max_tokens)
+                answer, seen, wait = await self._call_endpoint(ep, req, messages, request_id, temperature, seed,
+                                                               max_tokens)
+            except BaseException:
+                self.pool.release(ep, ok=False)
+                raise
             finally:
-                ep.outstanding -= 1
                 self._hold.release()
+            faults += seen
+            sends, latency = sends + answer.sends, latency + answer.latency_s
+            if wait is None:
+                self.pool.release(ep, ok=answer.failure_kind is None)
+                answer.sends, answer.latency_s = sends, latency
+                return answer, faults
+            backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (sum(k is RATE_LIMIT for k in faults) - 1))
+            if waited + max(wait, backoff) > self.rate_limit_wait_s:
+                self.pool.release(ep, ok=False)
+                for kind in faults:
+                    self.acc.fault(kind.value)
+                raise ServerStopped(f"{redact_url(ep.base_url)} answers 429: waiting {max(wait, backoff):,.0f} s more "
+                                    f"would go beyond the rate-limit budget of {self.rate_limit_wait_s:g} s per "
+                                    "request (rate_limit_wait_s, $LLM_RATE_LIMIT_WAIT)")
+            waited += max(wait, backoff)
+            self.acc.add(rate_limit_waits=1, rate_limit_wait_s=max(wait, backoff))
+            self.pool.back_off(ep, wait)  # the server's pause holds every request to it; the backoff only this one
+            if backoff > wait:
+                await asyncio.sleep(backoff - wait)
 
     async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], request_id: str,
-                             temperature: float, seed, max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
+                             temperature: float, seed, max_tokens: int,
+                             ) -> tuple[StoredResponse, list[FailureKind], float | None]:
         """The exchange as it happened: the body the server sent (bounded, secrets replaced), or the failure of
-        the exchange (with an error's body where there was one); and the faults of every send. Nothing here reads
-        the body."""
+        the exchange (with an error's body where there was one); the faults of every send; and for a 429, the
+        seconds it asks to wait. Nothing here reads the body."""
         sends, latency, seen = 0, 0.0, []
         while True:
             level = ep.format_level
@@ -214,12 +241,16 @@ class Engine:
                 continue
             self.acc.latency(latency)
             if error is None:
-                return StoredResponse(None, None, None, None, 0, 0, latency, sends, body=self._text(content)), seen
+                return (StoredResponse(None, None, None, None, 0, 0, latency, sends, body=self._text(content)), seen,
+                        None)
+            if isinstance(error, openai.RateLimitError):
+                return StoredResponse(None, None, FailureKind.RATE_LIMIT.value, None, 0, 0, latency, sends), seen, \
+                    retry_after(error.response.headers)
             self.rejected = rejection(error, self.model, redact_url(ep.base_url)) or self.rejected
             kind = kind_of_error(error, probe)
             message = self._text(f"{type(error).__name__}: {error}", limit=200)
             return StoredResponse(None, None, kind.value, message, 0, 0, latency, sends,
-                                  body=self._text(_error_body(error), limit=STORED_HEAD_BYTES)), seen
+                                  body=self._text(_error_body(error), limit=STORED_HEAD_BYTES)), seen, None
 
     def _text(self, data: bytes | str | None, limit: int | None = None) -> str | None:
         """Bytes or text from a server as text that may be stored and shown: the client's secrets replaced (then

@@ -19,3 +19,9 @@ class StoreError(RuntimeError):
 
 class StoreCorruptError(ValueError):
     """The response store file is damaged; found when it is opened, before any work."""
+
+
+class ServerStopped(RuntimeError):
+    """The servers stopped answering: every request of a batch failed at the transport level (refused, reset,
+    unresolvable, timed out, 5xx), or a 429 asked to wait beyond the budget. The run is interrupted, not finished:
+    what is stored is kept and a resume asks the rest."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import email.utils
 import errno
+import time
 import socket
 import zlib
 from dataclasses import dataclass, field
@@ -100,6 +102,21 @@ def kind_of_error(err: BaseException, probe: Probe | None = None) -> FailureKind
     return FailureKind.INTERNAL
 
 
+def retry_after(headers: httpx2.Headers) -> float:
+    """Seconds a 429 asks to wait: ``retry-after-ms``, else ``Retry-After`` in seconds or as a date, else 1 s."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name, "")) / scale
+        except ValueError:
+            continue
+        return max(0.0, seconds) if seconds == seconds else 1.0
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, when.timestamp() - time.time())
+
+
 def rejection(err: BaseException, model: str, url: str) -> tuple[str, str, str] | None:
     """``(field, problem, allowed)`` when ``err`` says a setting is wrong (401, 403, 404), so that every request
     would fail the same way; None for errors that say nothing about the settings."""
@@ -155,6 +172,8 @@ class CountingTransport(httpx2.AsyncBaseTransport):
             probe.faults.append(problem[0])
             raise AnswerRefused(*problem)
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+        if response.status_code == 429:  # back-pressure, which the engine handles (it waits and shrinks the limit)
+            headers.append((b"x-should-retry", b"false"))
         stream = BoundedStream(response.stream, encoding, self.max_bytes, deadline, self.deadline_s, probe)
         return httpx2.Response(response.status_code, headers=headers, stream=stream, request=request,
                                extensions=response.extensions)
@@ -220,6 +239,7 @@ class Endpoint:
         self.base_url = base_url
         self.chat_url = base_url.rstrip("/") + "/chat/completions"  # absolute: no merging with base_url per call
         self.outstanding = self.sent = self.format_level = 0
+        self.ceiling, self.limit, self.paused_until = concurrency, float(concurrency), 0.0  # see pool.EndpointPool
         timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
         limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         inner = (AiohttpTransport(limits=limits) if AiohttpTransport is not None

@@ -128,8 +128,8 @@ class EconomyParams(BaseModel):
                           Field(description="weight of neighbours' preferences in each rational vote")] = 0.0
     candidates: Annotated[Int, Field(ge=1, le=1000),
                           Field(description="workers who run in each election")] = 5
-    backend: Annotated[str, choice(BACKENDS, "backend"),
-                       Field(description="LLM backend: auto (LLM_BASE_URL/OPENAI_API_KEY when set, else embedded), openai, embedded")] = "auto"
+    backend: Annotated[str | None, choice(BACKENDS, "backend"),
+                       Field(description="LLM backend: auto (a server when LLM_BASE_URL/OPENAI_API_KEY is set, else the embedded model), openai, embedded (default: $LLM_BACKEND, else auto)")] = None
     base_url: Annotated[str | None, Field(max_length=4096), AfterValidator(_base_urls),
                         Field(description="OpenAI-compatible base URL(s), comma-separated (default: $LLM_BASE_URL)")] = None
     llm_model: Annotated[str | None, Field(min_length=1, max_length=200),

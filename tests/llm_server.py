@@ -98,7 +98,8 @@ class FaultServer:
         slots: requests answered at once; the rest wait in line for the first free slot.
         fault_rate: share of chat requests that get a fault, drawn from ``faults`` (kinds, or kind -> weight).
         seed: faults are deterministic in (seed, request body, how often that body was seen).
-        retry_after_ms: the ``retry-after-ms`` of a 429.
+        retry_after_ms: the ``retry-after-ms`` of a 429 (None: no such header).
+        retry_after_s: the ``Retry-After`` of a 429, in seconds.
         timeout_hold: seconds a ``timeout`` fault holds a request unanswered (or until the client hangs up).
         formats: response formats accepted; others get a 400 naming ``response_format``.
         script: ``script(messages) -> str | dict`` gives the answer as a function of the prompt.
@@ -111,7 +112,7 @@ class FaultServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, slots: int = 64,
                  fault_rate: float = 0.0, faults: dict[str, float] | tuple[str, ...] | None = None,
-                 seed: int = 0, retry_after_ms: int = 20, timeout_hold: float = 600.0,
+                 seed: int = 0, retry_after_ms: int | None = 20, retry_after_s: float = 1, timeout_hold: float = 600.0,
                  formats: tuple[str, ...] = FORMATS, script: Script | None = None,
                  api_key: str | None = None, models: tuple[str, ...] = ("fault-model",), list_models: bool = True,
                  respond: Respond | None = None):
@@ -123,6 +124,7 @@ class FaultServer:
             raise ValueError(f"faults: unknown kinds {sorted(unknown)}; allowed: {', '.join(FAULT_KINDS)}")
         self.host, self.port, self.latency, self.slots = host, port, latency, slots
         self.fault_rate, self.seed, self.retry_after_ms = fault_rate, seed, retry_after_ms
+        self.retry_after_s = retry_after_s
         self.timeout_hold, self.formats, self.script, self.api_key = timeout_hold, tuple(formats), script, api_key
         self.models, self.list_models, self.respond = models, list_models, respond
         self._kinds, self._weights = list(weights), list(weights.values())
@@ -255,7 +257,11 @@ class FaultServer:
             return web.Response()  # never reaches the client
         await asyncio.sleep(self._take_slot(arrived) - self._loop.time())
         if fault in _STATUS:
-            headers = {"Retry-After": "1", "retry-after-ms": str(self.retry_after_ms)} if fault == "rate_limit" else {}
+            headers = {}
+            if fault == "rate_limit":
+                headers["Retry-After"] = f"{self.retry_after_s:g}"
+                if self.retry_after_ms is not None:
+                    headers["retry-after-ms"] = str(self.retry_after_ms)
             return _error(_STATUS[fault], f"injected {fault}", fault, headers)
         return web.json_response(self._completion(payload, *self._answer(payload, fault)))
 

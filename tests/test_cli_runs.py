@@ -275,7 +275,7 @@ def test_ctrl_c_prints_the_resume_command_and_resume_finishes(uninterrupted, tmp
         assert process.returncode == 130, err
         assert "Traceback" not in err
         command = err.strip().splitlines()[-1].strip()
-        assert command == f"python run.py resume --run {shlex.quote(str(out))}"
+        assert command == f".venv/bin/python run.py resume --run {shlex.quote(str(out))}"  # runs in a new shell
         assert not out.exists() and (tmp_path / "run.partial" / "config.json").is_file()
         done = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
@@ -367,7 +367,7 @@ def test_a_crashed_run_keeps_its_folder_and_resumes(tmp_path, capsys, monkeypatc
     out = tmp_path / "crash" / "run"
     with pytest.raises(RuntimeError):
         run.main([*args, "--out", str(out)])
-    assert f"resume with: python run.py resume --run {out}" in capsys.readouterr().err
+    assert f"resume with: .venv/bin/python run.py resume --run {out}" in capsys.readouterr().err
     assert (tmp_path / "crash" / "run.partial" / "config.json").is_file() and not out.exists()
     monkeypatch.setattr(EconomyModel, "step", step)
     assert run.main(["resume", "--run", str(out)]) == 0

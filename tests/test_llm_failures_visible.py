@@ -62,21 +62,34 @@ def test_a_rejected_key_stops_the_run_in_its_first_batch(tmp_path):
 
 def test_a_run_whose_requests_fail_writes_its_results_says_so_first_and_exits_1(tmp_path):
     out = tmp_path / "run"
-    with FaultServer(fault_rate=1.0, faults=("server_error",), retry_after_ms=1) as srv:
-        done = cli(*small_run(srv.base_url, out, "--model", "fault-model"),
-                   env=dict(ENV, LLM_MAX_RETRIES="0"))
+    with FaultServer(fault_rate=1.0, faults=("refusal",)) as srv:  # the server answers, with no usable answer
+        done = cli(*small_run(srv.base_url, out, "--model", "fault-model"), env=ENV)
     assert done.returncode == 1, done.stderr
     assert "LLM requests failed" in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
     summary = (out / "summary.md").read_text().splitlines()
     assert summary[2].startswith("**FAILED: 9 of 9 LLM requests failed")  # 4 workers x 2 steps, 1 planner year
-    assert summary[4].startswith("LLM requests: 9, failures 9 (server_error 9), retries 0, re-asks 0, store hits 0")
-    assert json.loads((out / "llm_accounting.json").read_text())["failures"] == {"server_error": 9}
+    assert summary[4].startswith("LLM requests: 9, failures 9 (refusal 9), retries 0, re-asks 18, store hits 0")
+    assert summary[6] == "Faults met on the way, retried or re-asked or not: refusal 27."
+    assert json.loads((out / "llm_accounting.json").read_text())["failures"] == {"refusal": 9}
+
+
+def test_a_server_that_stops_answering_interrupts_the_run(tmp_path):
+    out = tmp_path / "run"
+    with FaultServer(fault_rate=1.0, faults=("server_error",), retry_after_ms=1) as srv:
+        done = cli(*small_run(srv.base_url, out, "--model", "fault-model"), env=dict(ENV, LLM_MAX_RETRIES="0"))
+    assert done.returncode == 75, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and "stopped answering: every request of a batch of 4 failed" in lines[-2]
+    assert lines[-1].strip().endswith(f"run.py resume --run {out}")
+    assert not out.exists() and (tmp_path / "run.partial" / "config.json").is_file()
+    assert json.loads((tmp_path / "run.partial" / "llm_accounting.json").read_text())["failures"] == \
+        {"server_error": 4}
 
 
 def test_the_failure_threshold_is_a_flag(tmp_path):
-    with FaultServer(fault_rate=1.0, faults=("server_error",), retry_after_ms=1) as srv:
+    with FaultServer(fault_rate=1.0, faults=("refusal",)) as srv:
         done = cli(*small_run(srv.base_url, tmp_path / "run", "--model", "fault-model", "--max-failure-rate", 1),
-                   env=dict(ENV, LLM_MAX_RETRIES="0"))
+                   env=ENV)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "summary.md").read_text().splitlines()[2].startswith("LLM requests: 9, failures 9")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
 
 import pytest
 
-from llm_runtime import FailureKind, LLMClient, LLMConfig, LLMRequest
+from llm_runtime import FailureKind, LLMClient, LLMConfig, LLMRequest, ServerStopped
 from llm_runtime.parsing import response_format
 from tests.llm_helpers.common import Work, request_id, work_requests
 from tests.llm_server import FAULT_KINDS, FaultServer
@@ -50,7 +51,8 @@ def test_thousand_requests_with_thirty_percent_faults_of_every_kind():
     assert acc["retries"] == acc["sends"] - acc["calls"]
     assert acc["reasks"] == sum(r.attempts - 1 for r in results)
     assert acc["failures"] == dict(Counter(r.failure.kind.value for r in results if r.failure))
-    bound = (1 + 2) * (1 + 2)  # (1 + max_retries) sends per answer, (1 + max_reasks) answers
+    # (1 + max_retries) sends per answer, (1 + max_reasks) answers, and one more send after each 429 waited out
+    bound = (1 + 2) * (1 + 2) + acc["rate_limit_waits"]
     per_request = stats["by_request_id"]
     assert set(per_request) == {request_id(r.key) for r in requests}
     assert max(per_request.values()) <= bound
@@ -71,14 +73,50 @@ def test_a_request_is_never_sent_more_than_retries_and_reasks_allow():
 
 
 def test_http_faults_are_retried_by_the_client_up_to_max_retries():
-    with FaultServer(fault_rate=1.0, faults=("rate_limit",), retry_after_ms=1) as srv:
+    with FaultServer(fault_rate=1.0, faults=("server_error",)) as srv:
         with LLMClient(config(srv.base_url, max_retries=3)) as client:
-            results = client.run_batch(work_requests(5))
+            with pytest.raises(ServerStopped, match=r"every request of a batch of 5 failed \(server_error 5\)"):
+                client.run_batch(work_requests(5))
             acc = client.accounting.to_dict()
         stats = srv.stats()
-    assert all(r.failure.kind is FailureKind.RATE_LIMIT for r in results)
     assert set(stats["by_request_id"].values()) == {4}
-    assert acc["retries"] == 15 and acc["faults"] == {"rate_limit": 20} and acc["failures"] == {"rate_limit": 5}
+    assert acc["retries"] == 15 and acc["faults"] == {"server_error": 20} and acc["failures"] == {"server_error": 5}
+
+
+def test_429_is_waited_out_and_retry_after_is_honoured():
+    # 30 % of requests answered 429 with Retry-After: 1 s: every request ends with an answer, the waits counted
+    with FaultServer(fault_rate=0.3, faults=("rate_limit",), retry_after_ms=None, slots=8) as srv:
+        with LLMClient(config(srv.base_url, concurrency=8)) as client:
+            start = time.perf_counter()
+            results = client.run_batch(work_requests(40))
+            took = time.perf_counter() - start
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+    rate_limited = stats["by_kind"]["rate_limit"]
+    assert rate_limited >= 5 and all(r.ok for r in results)
+    assert acc["failures"] == {} and acc["rate_limit_waits"] == acc["faults"]["rate_limit"] == rate_limited
+    assert acc["rate_limit_wait_s"] >= rate_limited * 1.0 and took >= 1.0  # each asked for a second
+
+
+def test_429_beyond_the_wait_budget_stops_the_batch():
+    with FaultServer(fault_rate=1.0, faults=("rate_limit",), retry_after_ms=None, retry_after_s=3600) as srv:
+        with LLMClient(config(srv.base_url, rate_limit_wait_s=60)) as client:
+            with pytest.raises(ServerStopped, match=r"answers 429: waiting 3,600 s more would go beyond the "
+                                                    r"rate-limit budget of 60 s"):
+                client.run_batch(work_requests(3))
+            acc = client.accounting.to_dict()
+    assert acc["rate_limit_waits"] == 0 and acc["faults"]["rate_limit"] >= 1
+
+
+def test_a_server_that_always_answers_429_is_given_up_once_the_budget_is_spent():
+    with FaultServer(fault_rate=1.0, faults=("rate_limit",), retry_after_ms=1) as srv:
+        with LLMClient(config(srv.base_url, rate_limit_wait_s=2)) as client:
+            with pytest.raises(ServerStopped, match="beyond the rate-limit budget of 2 s"):
+                client.run_batch(work_requests(2))
+            acc = client.accounting.to_dict()
+        stats = srv.stats()
+    # the backoff doubles from 0.25 s whatever the server asks: 0.25 + 0.5 + 1 s, then 2 s is beyond the budget
+    assert acc["rate_limit_waits"] == 6 and stats["requests"] == 8
 
 
 def _reask_script(messages):
@@ -151,13 +189,64 @@ def test_each_fault_kind_alone_is_injected_and_counted_as_its_kind(kind):
     assert acc["faults"] == {CLIENT_KIND[kind]: injected[kind]}
 
 
-def test_requests_go_to_the_server_with_fewest_outstanding_then_fewest_sent():
-    """One request at a time: every server has none outstanding, so they take turns."""
+def test_every_server_takes_requests_under_its_own_limit():
     with FaultServer() as first, FaultServer() as second:
         with LLMClient(config(first.base_url, second.base_url, concurrency=1)) as client:
+            assert client.limit == 2  # one in flight per server
             results = client.run_batch(work_requests(40))
         assert all(r.ok for r in results)
-        assert first.stats()["requests"] == second.stats()["requests"] == 20
+        assert first.stats()["requests"] + second.stats()["requests"] == 40
+        assert first.stats()["requests"] > 0 and second.stats()["requests"] > 0
+
+
+class Server:
+    """What the pool reads of an endpoint."""
+
+    def __init__(self, limit: int):
+        self.outstanding = self.sent = 0
+        self.ceiling, self.limit, self.paused_until = limit, float(limit), 0.0
+
+
+def test_the_pool_sends_to_the_least_loaded_server_and_queues_beyond_every_limit():
+    from llm_runtime.pool import EndpointPool
+
+    async def scenario():
+        a, b = Server(2), Server(4)
+        pool = EndpointPool([a, b])
+        taken = [await pool.acquire() for _ in range(6)]
+        assert (a.outstanding, b.outstanding) == (2, 4) and pool.full()
+        assert taken[:2] == [a, b]  # both idle: fewest sent first; then the lower share of its limit
+        waiting = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        pool.release(b, ok=True)  # a freed slot goes to the first in line
+        assert await waiting is b and b.outstanding == 4
+        return pool, a, b
+
+    asyncio.run(scenario())
+
+
+def test_a_429_halves_the_servers_limit_and_pauses_it_then_answers_grow_it_back():
+    from llm_runtime.pool import EndpointPool
+
+    async def scenario():
+        a, b = Server(8), Server(8)
+        pool = EndpointPool([a, b])
+        first = await pool.acquire()
+        other = b if first is a else a
+        pool.back_off(first, 0.2)
+        assert first.limit == 4 and first.outstanding == 0
+        assert [await pool.acquire() for _ in range(8)] == [other] * 8  # the paused server takes nothing
+        late = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0.01)
+        assert not late.done()
+        assert await late is first  # once its pause is over
+        for _ in range(20):
+            pool.release(first, ok=True)
+            first.outstanding += 1
+        assert 4 < first.limit <= 8
+
+    asyncio.run(scenario())
 
 
 def test_progress_callback_runs_in_the_callers_thread_and_counts_to_total():

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from agents.prompts import WorkerAnswer
-from llm_runtime import FailureKind, LLMClient, LLMConfig, LLMRequest
+from llm_runtime import FailureKind, LLMClient, LLMConfig, LLMRequest, ServerStopped
 from tests.llm_server import FaultServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_minus_zero_hours_are_zero(tmp_path):
     assert json.loads(rows(tmp_path / "responses.sqlite")[0]["parsed"])["hours"] == 0.0
 
 
-def test_a_stall_in_the_body_is_a_read_stall_and_is_asked_again_on_resume(tmp_path):
+def test_a_stall_in_the_body_is_a_read_stall_and_stops_the_batch_for_a_resume(tmp_path):
     async def stall(request: web.Request, payload: dict) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
@@ -212,9 +212,11 @@ def test_a_stall_in_the_body_is_a_read_stall_and_is_asked_again_on_resume(tmp_pa
         config = LLMConfig(base_urls=(srv.base_url,), model="fault-model", store_path=str(store), max_retries=1,
                            timeout_s=1)
         with LLMClient(config) as llm:
-            result = llm.run_batch([REQUEST])[0]
+            with pytest.raises(ServerStopped, match=r"stopped answering: every request of a batch of 1 failed "
+                                                    r"\(read_stall 1\)"):
+                llm.run_batch([REQUEST])
             stats = llm.accounting.to_dict()
-    assert result.failure.kind is FailureKind.READ_STALL
+    assert stats["failures"] == {"read_stall": 1}
     assert stats["faults"] == {"read_stall": 2} and stats["retries"] == 1
     assert rows(store)[0]["failure_kind"] == "read_stall"  # stored, and a resume asks again: nothing was learnt
     assert FailureKind.READ_STALL.is_transient
@@ -226,9 +228,9 @@ def test_a_refused_connection_is_named_as_such(tmp_path):
     config = LLMConfig(base_urls=(url,), model="fault-model", store_path=str(tmp_path / "r.sqlite"), max_retries=1,
                        check_server=False)
     with LLMClient(config) as llm:
-        result = llm.run_batch([REQUEST])[0]
+        with pytest.raises(ServerStopped, match=r"\(connection_refused 1\)"):  # an interruption, not a result
+            llm.run_batch([REQUEST])
         stats = llm.accounting.to_dict()
-    assert result.failure.kind is FailureKind.CONNECTION_REFUSED
     assert stats["faults"] == {"connection_refused": 2} and stats["failures"] == {"connection_refused": 1}
 
 

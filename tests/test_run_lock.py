@@ -137,7 +137,7 @@ def test_taking_a_folder_that_another_holds_or_an_interrupted_one_leaves_nothing
     out = tmp_path / "x"
     partial_dir(out).mkdir()
     (partial_dir(out) / "config.json").write_text("{}")
-    with pytest.raises(ParameterError, match=r"an interrupted run is in .*x\.partial; allowed: `python run.py resume"):
+    with pytest.raises(ParameterError, match=r"an interrupted run is in .*x\.partial; allowed: `.venv/bin/python run.py resume"):
         with results.start(out, {"command": "run"}):
             pass
     other = hold(partial_dir(out), "running")
@@ -165,12 +165,12 @@ def test_run_overwrite_exits_2_while_the_folder_is_replayed(tmp_path, monkeypatc
     seen = {}
     execute = experiment._execute
 
-    def replaying(config, target, mode, progress, original=None):  # a second command while the replay runs
+    def replaying(config, target, mode, progress, original=None, **more):  # a second command while it replays
         seen["holder"] = holder(out)
         capsys.readouterr()
         seen["rc"] = run.main(["run", *SMALL, "--overwrite", "--out", str(out)])
         seen["stderr"] = capsys.readouterr().err
-        return execute(config, target, mode, progress, original)
+        return execute(config, target, mode, progress, original, **more)
 
     monkeypatch.setattr(experiment, "_execute", replaying)
     assert run.main(["replay", "--run", str(out)]) == 0
