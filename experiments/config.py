@@ -8,6 +8,7 @@ Model settings are :class:`model.params.EconomyParams` fields (a few under short
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -163,6 +164,11 @@ def llm_environment(s: dict) -> None:
     from llm_runtime.config import LLMConfig
     from llm_runtime.errors import LLMConfigError
 
+    mode = os.environ.get("LLM_STORE_MODE")
+    if mode and mode != "record":  # run.py keeps every answer in the results folder, for resume and replay
+        raise ConfigError("LLM_STORE_MODE", f"{mode!r} is not for `run.py {'sweep' if 'grid' in s else 'run'}`, "
+                          "whose answers are all kept in its results folder",
+                          "record (or unset); to rerun a finished run from its answers: run.py replay --run DIR")
     try:
         LLMConfig.from_env(backend=s.get("backend"), base_urls=s.get("base_url"), model=s.get("model"),
                            store_mode="off")

@@ -110,9 +110,8 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         state, label = results.final_state(model), f"this run: {_planner(s)}, {s['worker_mind']} workers"
         elections, objective_name = list(model.elections), model.objective_name
         final_rates = tuple(float(r) for r in model.schedule.rates)
-        llm = results.llm_settings(model)
+        llm = config.get("llm") if model.llm is not None else None  # recorded when the model was built
         stats = model.llm.accounting.to_dict() if model.llm is not None else None
-        config["llm"] = llm
         with writing(out, kept=mode != "replay"):
             results.write_json(partial / results.CONFIG_NAME, config)
     except (KeyboardInterrupt, ServerStopped) as stop:
@@ -245,7 +244,8 @@ def llm_source(config: dict, asked: dict, mode: str, out: Path) -> dict:
             raise ConfigError(field, f"{out} ran on {_where(recorded)}; asked now: {_where(wanted)}",
                               "the run's own model and server (leave out the flag or variable), or "
                               "--allow-other-model to go on with another (summary.md then says so first)")
-        return {"backend": kind, "base_url": urls, "llm_model": model}
+        # what was not asked stays the run's own: a model alone never sends the run elsewhere
+        return {"backend": kind, "base_url": ",".join(wanted["base_urls"]) or None, "llm_model": wanted["model"]}
     variable = recorded.get("api_key_env")
     if mode == "resume" and variable and not any(env.get(v) for v in ("OPENAI_API_KEY", "LLM_API_KEY")):
         raise ConfigError(variable, "is not set; the run sent its requests with a key from it",
@@ -396,8 +396,12 @@ def llm_lines(s: dict, llm: dict | None, stats: dict | None) -> list[str]:
     limit = s.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
     lines = []
     if (llm or {}).get("before"):
-        lines += [f"**This run started on {_where(llm['before'])} and went on with {_where(llm['resolved'])} "
-                  "(--allow-other-model): its answers come from both.**", ""]
+        before, now = llm["before"], llm["resolved"]
+        whose = ("every answer in its data comes from the second, as a stored answer is found only for the model "
+                 "that gave it" if before.get("model") != now.get("model") else
+                 "answers stored before came from the first, the rest from the second")
+        lines += [f"**This run started on {_where(before)} and was resumed on {_where(now)} (--allow-other-model): "
+                  f"{whose}.**", ""]
     if failure_rate(stats) > limit:
         lines += [f"**FAILED: {failed} of {stats['requests']} LLM requests failed "
                   f"({100 * failure_rate(stats):.1f} %, above --max-failure-rate {100 * limit:g} %). Workers whose "
