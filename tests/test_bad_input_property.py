@@ -115,6 +115,33 @@ BAD_INPUTS = [
     *[(f"plugin {name}", ["run", *SMALL, "--plugin", f"{{tmp}}/{name}", "--out", "{tmp}/out"], "--plugin",
        f"{{tmp}}/{name} failed to load") for name in PLUGINS],
 ]
+# the LLM layer's settings from the environment: checked before any work, named by their variable
+BAD_ENVIRONMENT = [
+    ("LLM_TIMEOUT", "inf", "timeout_s ($LLM_TIMEOUT)", "a finite number of seconds"),
+    ("LLM_TIMEOUT", "nan", "timeout_s ($LLM_TIMEOUT)", "a finite number of seconds"),
+    ("LLM_TIMEOUT", "1e400", "timeout_s ($LLM_TIMEOUT)", "a finite number of seconds"),
+    ("LLM_TIMEOUT", "soon", "timeout_s ($LLM_TIMEOUT)", "a float"),
+    ("LLM_DEADLINE", "-1", "deadline_s ($LLM_DEADLINE)", "a finite number of seconds"),
+    ("LLM_RATE_LIMIT_WAIT", "inf", "rate_limit_wait_s ($LLM_RATE_LIMIT_WAIT)", "a finite number of seconds"),
+    ("LLM_MAX_ANSWER_BYTES", "10", "max_answer_bytes ($LLM_MAX_ANSWER_BYTES)", "an integer in 1024.."),
+    ("LLM_BACKEND", "bogus", "backend ($LLM_BACKEND)", "auto | openai | embedded"),
+    ("LLM_BASE_URL", "http://127.0.0.1:1/v1\nx", "base_url ($LLM_BASE_URL)", "line break"),
+    ("LLM_BASE_URL", "http://127.0.0.1:1/v1/sk-abcdefghijklmnopqrstu", "base_url ($LLM_BASE_URL)", "looks like a key"),
+    ("LLM_STORE_MODE", "replay", "LLM_STORE_MODE", "record (or unset)"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "field", "allowed"), BAD_ENVIRONMENT,
+                         ids=[f"{v}={x!r}" for v, x, _, _ in BAD_ENVIRONMENT])
+def test_a_bad_llm_variable_exits_2_with_one_line_naming_it(variable, value, field, allowed, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setenv(variable, value)
+    assert run.main(["run", "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"run.py: error: {field}: "), captured.err
+    assert allowed in lines[0] and "; allowed: " in lines[0]
+    assert not list(tmp_path.iterdir())  # nothing was written
 
 
 @pytest.mark.parametrize(("argv", "field", "names"), [case[1:] for case in BAD_INPUTS],
