@@ -169,3 +169,31 @@ def test_replay_only_mode_with_an_empty_store_sends_nothing_and_says_so_in_one_l
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("run.py: error: LLM_STORE_MODE: 'replay' is not for `run.py run`")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_against_a_server_that_rate_limits_30_percent_completes_and_counts_the_waits(tmp_path):
+    out = tmp_path / "run"
+    with FaultServer(script=scripted, fault_rate=0.3, faults=("rate_limit",), retry_after_ms=None,
+                     api_key=KEY) as srv:
+        done = cli(*RUN[:2], 4, *RUN[3:], "--out", out, env=server_env(srv.base_url))  # 4 workers
+        limited = srv.stats()["by_kind"]["rate_limit"]
+    assert done.returncode == 0, done.stderr
+    accounting = json.loads((out / "llm_accounting.json").read_text())
+    assert accounting["failures"] == {} and limited > 0
+    assert accounting["rate_limit_waits"] == accounting["faults"]["rate_limit"] == limited
+    assert accounting["rate_limit_wait_s"] >= limited  # each 429 asked for a second, and got it
+
+
+def test_a_429_asking_for_an_hour_beyond_the_wait_budget_stops_the_run_for_a_resume(tmp_path):
+    out = tmp_path / "run"
+    with FaultServer(script=scripted, fault_rate=1.0, faults=("rate_limit",), retry_after_ms=None,
+                     retry_after_s=3600, api_key=KEY) as srv:
+        done = cli(*RUN, "--out", out, env=dict(server_env(srv.base_url), LLM_RATE_LIMIT_WAIT="30"))
+    assert done.returncode == 75, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert lines[-2].endswith(f" of 6 ({srv.base_url} answers 429: waiting 3,600 s more would go beyond the "
+                              "rate-limit budget of 30 s per request (rate_limit_wait_s, $LLM_RATE_LIMIT_WAIT)); "
+                              "stored responses are kept. Resume with:")
+    assert lines[-2].startswith("run.py: stopped at step ")
+    assert (tmp_path / "run.partial" / "config.json").is_file() and not out.exists()
