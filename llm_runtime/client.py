@@ -191,8 +191,9 @@ class LLMClient:
                                                    for r in results):
             # every request failed as a wrong setting makes them fail: no later batch would do better
             raise LLMConfigError(*rejected)
-        if results and all(r.failure is not None and r.failure.kind.is_transient
-                           and r.failure.kind is not FailureKind.INTERNAL for r in results):
+        if results and not all(r.from_store for r in results) and all(
+                r.failure is not None and r.failure.kind.is_transient and r.failure.kind is not FailureKind.INTERNAL
+                for r in results):  # (a replay only reads what happened)
             kinds = collections.Counter(r.failure.kind.value for r in results)
             where = ", ".join(redact_url(ep.base_url) for ep in self._endpoints)
             raise ServerStopped(f"{where} stopped answering: every request of a batch of {len(results):,} failed ("
