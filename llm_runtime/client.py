@@ -18,7 +18,7 @@ from typing import Self
 import openai
 
 from .accounting import Accounting
-from .config import Backend, LLMConfig, api_key_from_env, redact_url, resolve_backend, secrets_of
+from .config import Backend, LLMConfig, api_key_from_env, redact, redact_url, resolve_backend, secrets_of
 from .engine import CollectorHold, Engine
 from .errors import LLMConfigError, ServerStopped
 from .records import FailureKind, LLMRequest, LLMResult
@@ -132,7 +132,8 @@ class LLMClient:
                 ids = [m.id for m in listed.data]
                 model = model or (ids[0] if ids else None)
                 if known and ids and model not in ids:
-                    served = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+                    served = redact(", ".join(str(i)[:100] for i in ids[:20]), secrets_of(self.backend.api_key)) \
+                        + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")  # the server's words: no key
                     raise LLMConfigError("model", f"{shown} has no model {model!r}", f"a model it serves: {served}")
             except openai.AuthenticationError:
                 raise LLMConfigError("api_key", f"rejected by {shown}",
