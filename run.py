@@ -1,15 +1,16 @@
 """The LLM Economist on Mesa: run experiments from the command line.
 
-    python run.py                               # the main job (`run`): the baselines, then LLM workers and planner
-    python run.py compare                       # baseline planners side by side on one rational population
-    python run.py sweep --grid planner=saez,blackbox --seeds 1,2,3     # a grid x seeds, one parquet table
-    python run.py resume --run results/<run>    # continue an interrupted run (stored responses replay)
-    python run.py replay --run results/<run>    # rerun a finished run from its stored responses, no HTTP
-    python run.py dashboard                     # the Solara dashboard on http://127.0.0.1:8765
+    .venv/bin/python run.py                     # the main job (`run`): baselines, then LLM workers, planner
+    .venv/bin/python run.py compare             # baseline planners side by side on one rational population
+    .venv/bin/python run.py sweep --grid planner=saez,blackbox --seeds 1,2,3     # a grid x seeds, one table
+    .venv/bin/python run.py resume --run results/<run>   # continue an interrupted run (stored answers replay)
+    .venv/bin/python run.py replay --run results/<run>   # rerun a finished run from its stored answers
+    .venv/bin/python run.py dashboard           # the Solara dashboard on http://127.0.0.1:8765
 
-Settings come from flags, else from a TOML file (--config), else from the defaults below;
-`python run.py COMMAND --help` lists every option with its default. Bad input exits with status 2 and a
-one-line message, before any work starts.
+(or `python run.py ...` in a shell where `source .venv/bin/activate` was run). Settings come from flags, else
+from a TOML file (--config), else from the defaults below; every model parameter is a flag, a TOML key and a
+--grid name under one name. `.venv/bin/python run.py COMMAND --help` lists every option with its default. Bad
+input exits with status 2 and a one-line message, before any work starts.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agents.planner import PLANNERS
+from experiments.folders import python_command
 from model.params import EconomyParams
 from validation import allowed, choice
 from validation import ParameterError as ConfigError
@@ -24,20 +25,32 @@ HELP = {"run": "the main job (default): the baselines, then LLM workers and an L
         "dashboard": "start the Solara dashboard"}
 REPEATED = ("grid", "plugin")  # flags given once per value
 SWITCHES = ("overwrite", "allow_other_model")  # flags without a value
+COMMA_LISTS = ("baselines", "planners", "seeds", "initial_rates")  # flags whose value is a comma-separated list
 MAX_RUNS = 100_000
-PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}  # flag name -> model parameter
-_LLM = ("backend", "base_url", "model", "prompt_mode", "archetypes", "planner_options")
-_MODEL = ("workers", "steps", "tax_year_length", "preset", "brackets", "planner", "worker_mind", "scenario", "objective")
+PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}  # setting -> model parameter
+SETTING = {parameter: name for name, parameter in PARAM.items()}  # model parameter -> setting
+# Model parameters that are not settings of run.py, and why. Every other EconomyParams field is a flag, a TOML key
+# and a --grid name, under its own name (or its name in PARAM).
+NOT_SETTINGS = {
+    "skills": "an array of skills: EconomyModel(skills=...) only",
+    "run_id": "run.py names each run after its results folder (a sweep's runs: run-0000, ...)",
+    "llm_store": "run.py keeps the answers of a run in <results folder>/responses.sqlite",
+    "llm_store_mode": "run.py records (run, resume, sweep) or replays (replay)",
+}
+TOML_ONLY = ("planner_options",)  # a table: a TOML key, neither a flag nor a --grid name
+NOT_SWEPT = {"agent_interval": "a sweep keeps model data only"}
+PARAMETERS = tuple(SETTING.get(field, field) for field in EconomyParams.model_fields if field not in NOT_SETTINGS)
 COMMAND_OPTIONS = {
-    "run": ("plugin", *_MODEL, "seed", "agent_interval", "baselines", *_LLM, "max_failure_rate", "out", "overwrite"),
+    "run": ("plugin", "model_class", *PARAMETERS, "seed", "baselines", "max_failure_rate", "out", "overwrite"),
     "compare": ("plugin", "workers", "steps", "tax_year_length", "preset", "brackets", "objective", "seed",
                 "planners", "out", "overwrite"),
-    "sweep": ("plugin", *_MODEL, *_LLM, "grid", "seeds", "executor", "scheduler", "jobs", "out", "overwrite"),
+    "sweep": ("plugin", "model_class", *(name for name in PARAMETERS if name not in NOT_SWEPT), "grid", "seeds",
+              "executor", "scheduler", "jobs", "out", "overwrite"),
     "replay": ("run", "base_url", "model", "allow_other_model"),
     "resume": ("run", "base_url", "model", "allow_other_model"), "dashboard": ("host", "port"),
 }
-GRID_KEYS = (*_MODEL, "prompt_mode", "archetypes")
-MODEL_SETTINGS = (*_MODEL, *_LLM)  # the settings that are model parameters
+GRID_KEYS = tuple(name for name in COMMAND_OPTIONS["sweep"] if name in PARAMETERS and name not in TOML_ONLY)
+MODEL_SETTINGS = PARAMETERS  # the settings that are model parameters
 
 
 def _unique(values: list) -> list:
@@ -86,6 +99,10 @@ class CliSettings(BaseModel):
     plugin: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]],
                       Field(description="a Python file that registers planners, minds, ... (repeat for more)")] = []
     seed: Annotated[Seed, Field(description="random seed: same seed, same population and data")] = 42
+    model_class: Annotated[str | None, Field(min_length=1, max_length=1024, json_schema_extra={
+        "allowed": "module:Class or path/to/file.py:Class, a subclass of model.model.EconomyModel"}, description=(
+        "your subclass of EconomyModel, as module:Class or path/to/file.py:Class; resume and replay use it too "
+        "(default: EconomyModel)"))] = None
     out: Annotated[str | None, Field(min_length=1, max_length=1024, description="results folder")] = None
     overwrite: Annotated[bool, Field(description="replace the results of an earlier run in --out")] = False
     allow_other_model: Annotated[bool, Field(description=(
@@ -125,13 +142,13 @@ def option_help(command: str, defaults: dict[str, dict]) -> dict[str, str]:
     """Each flag of ``command`` and its help line: what it sets, what it allows, its default."""
     lines = {}
     for name in COMMAND_OPTIONS[command]:
-        if name == "planner_options":
-            continue  # a TOML table only
+        if name in TOML_ONLY:
+            continue
         model, field = owner(name)
         default = default_of(name, defaults.get(command, {}))
         about = model.model_fields[field].description or field
         shown = "none" if default in (None, {}, []) else ",".join(map(str, default)) \
-            if isinstance(default, list) else default
+            if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else default
         shown = "" if default is None and "(default:" in about else f" (default: {shown})"
         lines[name] = f"{about}; {allowed(model, field)}{shown}"
     return lines
@@ -145,7 +162,7 @@ class _Parser(argparse.ArgumentParser):
     """Errors argparse reports without an ArgumentError (unknown arguments) as a ConfigError."""
 
     def error(self, message):
-        raise ConfigError("arguments", message, "the options of `python run.py COMMAND --help`")
+        raise ConfigError("arguments", message, f"the options of `{python_command()} run.py COMMAND --help`")
 
 
 def build_parser(options: dict[str, dict[str, str]], with_config: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -173,4 +190,4 @@ def parse_command_line(argv: list[str], options: dict[str, dict[str, str]], with
         return vars(build_parser(options, with_config).parse_args(argv))
     except argparse.ArgumentError as error:
         name = error.argument_name if error.argument_name not in (None, "COMMAND") else "command"
-        raise ConfigError(name.split("/")[-1], error.message, "see `python run.py --help`") from None
+        raise ConfigError(name.split("/")[-1], error.message, f"see `{python_command()} run.py --help`") from None

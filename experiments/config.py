@@ -16,10 +16,10 @@ from typing import Annotated
 
 from pydantic import TypeAdapter, ValidationError
 
-from experiments.cli import (COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PARAM, default_of, owner, flag,
-                             option_help, parse_command_line)
+from experiments.cli import (COMMA_LISTS, COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PARAM, SETTING, default_of,
+                             owner, flag, option_help, parse_command_line)
 from experiments.folders import check_out, run_folder, settings_hash
-from experiments.plugins import load_plugins
+from experiments.plugins import load_plugins, model_class_spec
 from llm_runtime.config import server_named
 from model.params import EconomyParams
 from validation import allowed, problem, validate
@@ -35,7 +35,7 @@ def _adapter(name: str) -> TypeAdapter:
 def parse(name: str, value, *, flag: bool, label: str):
     """One setting from a flag's text or a TOML value."""
     model, field = owner(name)
-    if flag and name in ("baselines", "planners", "seeds"):
+    if flag and name in COMMA_LISTS:
         value = [] if name == "baselines" and value.strip() == "none" else [v.strip() for v in value.split(",")]
     try:
         if flag and isinstance(value, list):  # a comma-separated flag: each item is text
@@ -69,6 +69,9 @@ def parse_grid(value, *, flag_given: bool, label: str) -> dict[str, list]:
         if any(not sep or not values.strip() for _, sep, values in pairs) or len({n for n, _, _ in pairs}) < len(pairs):
             raise ConfigError(label, f"{value!r} is not NAME=V1,V2 once per name", words)
         value = {name.strip(): [v.strip() for v in values.split(",")] for name, _, values in pairs}
+        if lists := [name for name in value if name in COMMA_LISTS and name in GRID_KEYS]:
+            raise ConfigError(label, f"{lists[0]} takes a list per grid point",
+                              f"a [grid] table in the --config file, e.g. {lists[0]} = [[0.1, 0.2], [0.3, 0.4]]")
     if not isinstance(value, dict) or any(n not in GRID_KEYS or not isinstance(v, list) or not v
                                           for n, v in value.items()):
         raise ConfigError(label, f"{value!r} is not a table of non-empty lists of sweepable names", words)
@@ -123,12 +126,13 @@ def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
 def model_settings(s: dict, where: str = "") -> None:
     """The rules that tie model settings together, checked as the model will check them."""
     values = {PARAM.get(n, n): v for n, v in s.items() if owner(n)[0] is EconomyParams and v is not None}
-    names = {parameter: name for name, parameter in PARAM.items()}
     validate(EconomyParams, values,  # a table's key (planner_options.x) is named as written in TOML
-             name=lambda field: (field if "." in field else flag(names.get(field, field))) + where)
+             name=lambda field: (field if "." in field else flag(SETTING.get(field, field))) + where)
 
 
 def check(command: str, s: dict) -> None:
+    if command in ("run", "sweep") and s["model_class"] is not None:
+        s["model_class"] = model_class_spec(s["model_class"])  # resume, replay and sweep workers load it again
     if command == "run":
         s["planner"] = s["planner"] or "llm"
         model_settings(s)

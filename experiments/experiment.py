@@ -15,7 +15,7 @@ from experiments import plots, results
 from experiments.cli import PARAM, flag
 from experiments.config import ConfigError
 from experiments.folders import discard, exclusive, held, holder, partial_dir, resume_command
-from experiments.plugins import load_plugins
+from experiments.plugins import load_model_class, load_plugins
 from experiments.runner import (Interrupted, ResultsNotWritten, TooManyFailures, baseline_kwargs, failure_rate,
                                 model_kwargs, step_all, writing)
 from llm_runtime.errors import LLMConfigError, ServerStopped
@@ -75,10 +75,9 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
     """The baselines first (stored ones are reused), then the run itself, then the summary.
 
     The model is built before the baselines run, so that a wrong LLM setting stops the run before any work."""
-    from model.model import EconomyModel
-
     s, partial = config["settings"], partial_dir(out)
     load_plugins(s.get("plugin", []))
+    model_class = load_model_class(s.get("model_class"))
     kwargs = model_kwargs(s, seed=s["seed"], run_id=config["run_id"], store=str(partial / results.STORE_NAME),
                           store_mode="replay" if mode == "replay" else "record", agent_interval=s["agent_interval"])
     before = (config.get("llm") or {}).get("resolved")
@@ -86,7 +85,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         kwargs.update(llm_source(config, asked or {}, mode, out if mode == "resume" else original))
     model = None
     try:
-        model = build(EconomyModel, kwargs)  # first: it checks the LLM server and model before any work
+        model = build(model_class, kwargs)  # first: it checks the LLM server and model before any work
         if model.llm is not None:  # where the answers come from, from the first moment: resume asks the same
             config["llm"] = results.llm_settings(model)
             if before and not same_source(before, config["llm"]["resolved"]):
@@ -335,14 +334,13 @@ FINAL_RATES = "this run's final rates"
 def run_baselines(s: dict, names: list[str], progress: bool, rates: tuple | None = None,
                   ) -> dict[str, tuple[pd.DataFrame, float]]:
     """Each baseline with rational workers on the same population and seed (``rates``: fixed rates)."""
-    from model.model import EconomyModel
-
+    model_class = load_model_class(s.get("model_class"))
     out = {}
     for name in names:
         kwargs = (baseline_kwargs(s, "fixed", planner_options={"rates": list(rates)}) if name == FINAL_RATES
                   else baseline_kwargs(s, name))
         start = time.perf_counter()
-        model = EconomyModel(**kwargs)
+        model = model_class(**kwargs)
         try:
             step_all(model, desc=name, progress=progress)
             out[name] = (results.model_frame(model), time.perf_counter() - start)

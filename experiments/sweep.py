@@ -22,7 +22,7 @@ from tqdm import tqdm
 from experiments import results
 from experiments.config import sweep_points
 from experiments.folders import held
-from experiments.plugins import load_plugins
+from experiments.plugins import load_model_class, load_plugins
 from experiments.runner import Interrupted, ResultsNotWritten, SweepFailed, model_kwargs, writing
 
 TABLE_NAME = "runs.parquet"
@@ -36,6 +36,7 @@ def tasks(s: dict, store: Path) -> list[dict]:
             index = len(out)
             run_id = f"run-{index:04d}"
             out.append({"index": index, "run": run_id, "seed": seed, "plugins": s.get("plugin", []),
+                        "model_class": s.get("model_class"),
                         "params": {k: point[k] for k in s["grid"]},
                         "kwargs": model_kwargs(point, seed=seed, run_id=run_id, store=str(store.absolute()))})
     return out
@@ -43,10 +44,8 @@ def tasks(s: dict, store: Path) -> list[dict]:
 
 def run_task(task: dict) -> pd.DataFrame:
     """Run one model to the end; its model data, one row per step, with the run's parameters and seed."""
-    from model.model import EconomyModel
-
     load_plugins(task.get("plugins", []))  # a fresh process knows only the project's own entries
-    model = EconomyModel(**task["kwargs"])
+    model = load_model_class(task.get("model_class"))(**task["kwargs"])
     try:
         while model.running:
             model.step()

@@ -49,7 +49,7 @@ class LLMConfig:
     temperature: float = 0.0
     seed: int | None = 0
     max_tokens: int = 256
-    store_path: str | None = "results/llm_responses.sqlite"
+    store_path: str | None = "results/llm-responses.sqlite"
     store_mode: str = "record"
     embedded_model_path: str | None = None
     # llama.cpp's parallel slots add little on a few CPU cores and make each answer wait longer

@@ -98,7 +98,10 @@ class EconomyModel(mesa.Model):
         candidates: number of workers who run in each election.
         backend, base_url, llm_model, llm_store, llm_store_mode: LLM settings for LLM minds (see :mod:`llm_runtime`);
             ``auto`` uses ``LLM_BASE_URL``/``LLM_MODEL``/``OPENAI_API_KEY`` when set, else the embedded model;
-            the store (``record``, ``replay`` or ``off``) persists every response for replay and resume.
+            the store (``record``, ``replay`` or ``off``) persists every response for replay and resume. Each
+            left out is read from the environment (``LLM_BACKEND``, ``LLM_BASE_URL``, ``LLM_MODEL``, ``LLM_STORE``,
+            ``LLM_STORE_MODE``), else its default (``auto``; none; the server's; ``results/llm-responses.sqlite``;
+            ``record``).
         prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
         history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 8 improved).
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).

@@ -109,21 +109,27 @@ class EconomyParams(BaseModel):
     max_steps: Annotated[Int, Field(ge=1, le=1_000_000), Field(description="steps to run")] = 100
     agent_interval: Annotated[Int, Field(ge=0, le=1_000_000),
                               Field(description="collect worker data every N steps (0 = never)")] = 1
-    skills: Any = None
+    skills: Annotated[Any, Field(description="explicit skills, an array (default: drawn from the population)")] = None
     population: Annotated[str | None, choice(SOURCES, "population"),
                           Field(description="population source (default: the preset's)")] = None
-    initial_rates: list[Number] | None = None  # the schedule checks each is in [0, 1]
+    initial_rates: Annotated[list[Number] | None, Field(json_schema_extra={  # the schedule checks each is in [0, 1]
+                                 "allowed": "one rate in [0, 1] per bracket, comma-separated"}),
+                             Field(description="rates from step 0, one per bracket (default: the planner's)")] = None
     planner_options: Annotated[dict[str, Any] | None, Field(description="keyword arguments of the planner rule (TOML table only)")] = None
     hours_grid: Annotated[Number | None, Field(ge=0.0, le=HOURS_CAP, json_schema_extra={
                               "allowed": f"0 (exact hours) or a number in [{MIN_HOURS_GRID:g}, {HOURS_CAP:g}]"}),
-                          Field(description="hours on multiples of this (0 = exact hours; default: the preset's)")] = None
-    standard_deduction: bool | None = None
-    eta: Annotated[Number, Field(gt=0.0, le=10.0)] = 1.0
-    frisch: Annotated[Number, Field(gt=0.0, le=10.0)] = 0.4
+                          Field(description="hours on multiples of this, 0 = exact hours (default: the preset's)")] = None
+    standard_deduction: Annotated[bool | None, Field(
+        description="the standard deduction applies (default: the preset's)")] = None
+    eta: Annotated[Number, Field(gt=0.0, le=10.0),
+                   Field(description="curvature of utility in consumption (calibrated preset)")] = 1.0
+    frisch: Annotated[Number, Field(gt=0.0, le=10.0),
+                      Field(description="Frisch elasticity of hours (calibrated preset)")] = 0.4
     scenario_name: Annotated[str, choice(SCENARIOS), Field(description="scenario")] = "rational"
     network: Annotated[str | None, choice(NETWORKS),
                        Field(description="social network over workers (default: the scenario's)")] = None
-    binding_platforms: bool = False
+    binding_platforms: Annotated[bool, Field(
+        description="the elected leader must enact its platform (democratic scenario)")] = False
     conformity: Annotated[Number, Field(ge=0.0, le=1.0),
                           Field(description="weight of neighbours' preferences in each rational vote")] = 0.0
     candidates: Annotated[Int, Field(ge=1, le=1000),
@@ -134,15 +140,18 @@ class EconomyParams(BaseModel):
                         Field(description="OpenAI-compatible base URL(s), comma-separated (default: $LLM_BASE_URL)")] = None
     llm_model: Annotated[str | None, Field(min_length=1, max_length=200),
                          Field(description="model name on the LLM server (default: $LLM_MODEL, else the server's first)")] = None
-    llm_store: Annotated[str | None, Field(max_length=4096)] = "results/llm-responses.sqlite"
-    llm_store_mode: Annotated[str, choice(STORE_MODES, "store mode")] = "record"
+    llm_store: Annotated[str | None, Field(max_length=4096), Field(
+        description="SQLite file of the LLM answers (default: $LLM_STORE, else results/llm-responses.sqlite)")] = None
+    llm_store_mode: Annotated[str | None, choice(STORE_MODES, "store mode"), Field(
+        description="record, replay or off (default: $LLM_STORE_MODE, else record)")] = None
     prompt_mode: Annotated[str, choice(PROMPT_MODES, "prompt mode"),
                            Field(description="prompt style of LLM minds")] = "improved"
     history_length: Annotated[Int | None, Field(ge=0, le=10_000),
                               Field(description="steps of its own history an LLM worker sees (default: the prompt mode's)")] = None
     archetypes: Annotated[Int, Field(ge=0, le=MAX_WORKERS),
                           Field(description="LLM workers decide per archetype, K clusters (0 = each worker)")] = 0
-    run_id: Annotated[str, Field(min_length=1, max_length=200)] = "run"
+    run_id: Annotated[str, Field(min_length=1, max_length=200),
+                      Field(description="the run's name in the LLM response store")] = "run"
     llm_concurrency: Annotated[Int | None, Field(ge=1, le=MAX_CONCURRENCY),
                                Field(description="LLM requests in flight at once (default: $LLM_CONCURRENCY, else the client's)")] = None
 
@@ -158,7 +167,10 @@ class EconomyParams(BaseModel):
         if 0.0 < self.hours_grid < MIN_HOURS_GRID:
             raise ParameterError("hours_grid", f"{self.hours_grid!r} is too fine", allowed(EconomyParams, "hours_grid"))
         if self.initial_rates is not None:  # the schedule checks them (one per bracket, each in [0, 1])
-            bracket_set(self.brackets).schedule(self.initial_rates, deduction=self.standard_deduction)
+            try:
+                bracket_set(self.brackets).schedule(self.initial_rates, deduction=self.standard_deduction)
+            except ParameterError as error:
+                raise ParameterError("initial_rates", error.problem, error.allowed) from None
         if self.skills is None and self.archetypes > self.workers:
             raise ParameterError("archetypes", f"{self.archetypes} is more than workers {self.workers}",
                                  "0 (off) to workers")

@@ -116,7 +116,7 @@ def test_worker_agents_read_their_row():
     ({"planner": "king"}, "planner", "fixed, us_federal, saez_reference, saez, oracle, blackbox"),
     ({"objective": "gdp"}, "objective", "paper_swf, utilitarian"),
     ({"worker_mind": "psychic"}, "worker_mind", "rational"),
-    ({"initial_rates": [0.1, 0.2, 1.5, 0.1, 0.1, 0.1, 0.1]}, "rates", "[0, 1]"),
+    ({"initial_rates": [0.1, 0.2, 1.5, 0.1, 0.1, 0.1, 0.1]}, "initial_rates", "[0, 1]"),
     ({"planner": "fixed", "planner_options": {"rates": [-0.1] * 7}}, "rates", "[0, 1]"),
     ({"tax_year_length": 0}, "tax_year_length", ">= 1"),
     ({"tax_year_length": -5}, "tax_year_length", ">= 1"),

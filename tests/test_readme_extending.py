@@ -25,8 +25,17 @@ def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_the_section_has_the_three_examples():
-    assert [language for language, _ in blocks()] == ["python", "python", "bash", "python", "python"]
+def run_py(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A README's `python run.py ...` line, run with this interpreter from ``cwd``."""
+    words = shlex.split(command)
+    assert words[:2] == ["python", "run.py"]
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *words[2:]], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_section_has_the_four_examples():
+    assert [language for language, _ in blocks()] == ["python", "python", "bash", "python", "python", "python",
+                                                      "bash", "python"]
 
 
 def test_a_per_agent_worker_rule(tmp_path):
@@ -38,10 +47,7 @@ def test_a_per_agent_worker_rule(tmp_path):
 def test_a_planner_rule_from_the_users_file_via_run_py_and_batch_run(tmp_path):
     (_, plugin), (_, command), (_, sweep) = blocks()[1:4]
     (tmp_path / "my_planners.py").write_text(plugin, encoding="utf-8")
-    words = shlex.split(command)
-    assert words[:2] == ["python", "run.py"]
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *words[2:]], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
+    done = run_py(command, tmp_path)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "results" / "flat-tax"
     config = json.loads((out / "config.json").read_text())
@@ -57,6 +63,43 @@ def test_a_planner_rule_from_the_users_file_via_run_py_and_batch_run(tmp_path):
 
 
 def test_a_model_reporter(tmp_path):
-    done = run_python(blocks()[4][1], tmp_path)
+    (_, model_class), (_, use) = blocks()[4:6]
+    (tmp_path / "my_model.py").write_text(model_class, encoding="utf-8")
+    done = run_python(use, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "share_over_45h" in done.stdout
+
+
+def test_a_model_subclass_through_run_py_and_its_resume_and_replay(tmp_path):
+    (_, model_class), (_, command), (_, read) = blocks()[4], *blocks()[6:8]
+    (tmp_path / "my_model.py").write_text(model_class, encoding="utf-8")
+    assert "--model-class my_model.py:LongHoursEconomy" in command
+    done = run_py(command, tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "results" / "long-hours"
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["model_class"] == f"{tmp_path / 'my_model.py'}:LongHoursEconomy"
+    done = run_python(read, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "share_over_45h" in done.stdout
+    import pandas as pd
+
+    replay = subprocess.run([sys.executable, str(ROOT / "run.py"), "replay", "--run", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)  # from elsewhere: the class is found
+    assert replay.returncode == 0, replay.stderr
+    assert "share_over_45h" in pd.read_parquet(out / "replay" / "model.parquet").columns
+
+
+def test_a_model_class_that_is_not_an_economy_model_exits_2_naming_the_flag(tmp_path, monkeypatch, capsys):
+    import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not_a_model.py").write_text("class NotAModel:\n    pass\n", encoding="utf-8")
+    for spec in ("not_a_model.py:NotAModel", "not_a_model.py:Missing", "missing.py:X", "no_such_module:X",
+                 "not_a_model.py", "model.params:EconomyParams"):
+        code = run.main(["run", "--model-class", spec, "--worker-mind", "rational", "--planner", "us_federal",
+                         "--baselines", "none", "--out", "results/x"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (spec, lines)
+        assert lines[0].startswith("run.py: error: --model-class: ") and "EconomyModel" in lines[0], lines[0]
+        assert not (tmp_path / "results").exists()
