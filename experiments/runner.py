@@ -79,10 +79,15 @@ def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mo
     return kwargs
 
 
+# what makes the economy (population, preferences, taxes, objective, time); not who decides or how (minds,
+# planner, scenario, network, LLM settings)
+BASELINE_SHARED = ("workers", "preset", "brackets", "objective", "tax_year_length", "steps", "population", "eta",
+                   "frisch", "hours_grid", "standard_deduction", "initial_rates")
+
+
 def baseline_kwargs(s: dict, planner: str, **overrides) -> dict:
-    """A baseline planner with rational workers on the same population and seed (no data per worker)."""
-    shared = ("workers", "preset", "brackets", "objective", "tax_year_length", "steps")
-    kwargs = {PARAM.get(name, name): s[name] for name in shared}
+    """A baseline planner with rational workers on the same economy, population and seed (no data per worker)."""
+    kwargs = {PARAM.get(name, name): s[name] for name in BASELINE_SHARED if name in s}
     kwargs.update(planner=planner, agent_interval=0, rng=s["seed"], **overrides)
     return kwargs
 

@@ -125,3 +125,16 @@ def test_a_bad_value_is_named_by_its_flag(argv, named, tmp_path, capsys):
     line = capsys.readouterr().err.strip()
     assert line.startswith(f"run.py: error: {named}") and "; allowed: " in line and "\n" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_the_baselines_run_on_the_runs_own_economy(tmp_path):
+    from experiments.runner import baseline_kwargs
+
+    argv = ["run", "--population", "paper_gb2", "--eta", "2", "--frisch", "0.5", "--hours-grid", "1",
+            "--standard-deduction", "false", "--worker-mind", "rational", "--planner", "us_federal",
+            "--out", str(tmp_path / "out")]
+    _, s = resolve(argv, run.DEFAULTS)
+    kwargs = baseline_kwargs(s, "saez")
+    assert (kwargs["population"], kwargs["eta"], kwargs["frisch"], kwargs["hours_grid"],
+            kwargs["standard_deduction"]) == ("paper_gb2", 2.0, 0.5, 1.0, False)
+    assert kwargs["planner"] == "saez" and kwargs["rng"] == s["seed"]
