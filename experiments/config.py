@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from experiments.cli import (COMMA_LISTS, COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PARAM, SETTING, default_of,
                              owner, flag, option_help, parse_command_line)
-from experiments.folders import check_out, run_folder, settings_hash
+from experiments.folders import check_out, python_command, run_folder, settings_hash
 from experiments.plugins import load_plugins, model_class_spec
 from llm_runtime.config import server_named
 from model.params import EconomyParams
@@ -172,7 +172,8 @@ def llm_environment(s: dict) -> None:
     if mode and mode != "record":  # run.py keeps every answer in the results folder, for resume and replay
         raise ConfigError("LLM_STORE_MODE", f"{mode!r} is not for `run.py {'sweep' if 'grid' in s else 'run'}`, "
                           "whose answers are all kept in its results folder",
-                          "record (or unset); to rerun a finished run from its answers: run.py replay --run DIR")
+                          "record (or unset); to rerun a finished run from its answers: "
+                          f"{python_command()} run.py replay --run DIR")
     try:
         LLMConfig.from_env(backend=s.get("backend"), base_urls=s.get("base_url"), model=s.get("model"),
                            store_mode="off")

@@ -170,7 +170,8 @@ REPLAY_NAME = "replay"
 DEFAULT_MAX_FAILURE_RATE = 0.05
 EMBEDDED_NOTE = ("The embedded model (SmolLM2-135M, offline) is a plumbing model: it shows that every part of the "
                  "pipeline works, but its answers are not economic. The same run on a real server: "
-                 "`LLM_BASE_URL=http://HOST:PORT/v1 LLM_MODEL=NAME python run.py` (or OPENAI_API_KEY=... for OpenAI).")
+                 "`LLM_BASE_URL=http://HOST:PORT/v1 LLM_MODEL=NAME .venv/bin/python run.py` (or OPENAI_API_KEY=... for "
+                 "OpenAI).")
 
 
 def plumbing_note() -> str:
