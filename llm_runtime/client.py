@@ -106,7 +106,7 @@ class LLMClient:
                 raise LLMConfigError("model", "not set", "a model name served at base_urls (model / LLM_MODEL)")
             self.model = model
             self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
-                                  concurrency=self.concurrency, accounting=self.accounting,
+                                  accounting=self.accounting,
                                   secrets=secrets_of(api_key_from_env(env)))
         except BaseException:
             self.close()

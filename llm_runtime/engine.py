@@ -49,7 +49,7 @@ class Engine:
     """Lives on one event loop; see ``LLMClient`` for the synchronous façade."""
 
     def __init__(self, endpoints: list[Endpoint], *, model: str, store: ResponseStore | None, config: LLMConfig,
-                 concurrency: int, accounting: Accounting, secrets: tuple[str, ...] = ()):
+                 accounting: Accounting, secrets: tuple[str, ...] = ()):
         self.endpoints, self.model, self.store, self.mode = endpoints, model, store, config.store_mode
         self.max_reasks, self.temperature, self.seed = config.max_reasks, config.temperature, config.seed
         self.max_tokens = config.max_tokens
