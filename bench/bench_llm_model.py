@@ -24,17 +24,10 @@ import statistics
 import tempfile
 import time
 
-from bench_llm_throughput import process_cpu_seconds, start_server
+from bench_llm_throughput import machine_busy_seconds, process_cpu_seconds, start_server
 
 from llm_runtime import LLMClient, LLMConfig
 from model.model import EconomyModel
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have used since boot, from /proc/stat (Linux)."""
-    with open("/proc/stat") as fh:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

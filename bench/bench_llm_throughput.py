@@ -43,6 +43,13 @@ def start_server(latency: float, slots: int, *options: str) -> tuple[subprocess.
     return proc, line.split()[1]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot, from /proc/stat (Linux)."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu_seconds(pid: int) -> float:
     """CPU time of another process, from /proc (Linux)."""
     with open(f"/proc/{pid}/stat") as fh:

@@ -17,15 +17,10 @@ import statistics
 import sys
 import time
 
+from bench_llm_throughput import machine_busy_seconds
+
 from model.model import EconomyModel
 from model.params import MAX_WORKERS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have used since boot, from /proc/stat (Linux)."""
-    with open("/proc/stat") as fh:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
