@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_runtime import LLMClient, LLMConfig, ReplayMissError, ResponseStore, StoreError
+from llm_runtime import LLMClient, LLMConfig, ReplayMissError, ResponseStore, ServerStopped, StoreError
 from tests.llm_helpers.common import Work, outcome, request_id, work_requests
 from tests.llm_server import FaultServer
 
@@ -147,7 +147,9 @@ def test_transport_failures_are_stored_but_resent_in_record_mode(tmp_path):
     store = tmp_path / "fail.sqlite"
     with FaultServer(fault_rate=1.0, faults=("server_error",)) as srv:
         with LLMClient(config(srv.base_url, store, max_retries=0)) as client:
-            assert all(r.failure.kind.value == "server_error" for r in client.run_batch(work_requests(4)))
+            with pytest.raises(ServerStopped, match=r"\(server_error 4\)"):  # a whole batch failed: a stop
+                client.run_batch(work_requests(4))
+        assert count_rows(store) == 4
         srv.fault_rate = 0.0
         with LLMClient(config(srv.base_url, store, store_mode="replay")) as client:
             assert all(r.failure.kind.value == "server_error" for r in client.run_batch(work_requests(4)))
