@@ -6,8 +6,8 @@ import asyncio
 import contextvars
 import email.utils
 import errno
-import time
 import socket
+import time
 import zlib
 from dataclasses import dataclass, field
 
