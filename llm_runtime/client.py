@@ -6,7 +6,6 @@ import asyncio
 import atexit
 import collections
 import concurrent.futures
-import functools
 import logging
 import os
 import queue
@@ -19,7 +18,7 @@ import openai
 
 from .accounting import Accounting
 from .config import Backend, LLMConfig, api_key_from_env, redact, redact_url, resolve_backend, secrets_of
-from .engine import CollectorHold, Engine
+from .engine import BuildInterrupted, Engine
 from .errors import LLMConfigError, ServerStopped
 from .records import FailureKind, LLMRequest, LLMResult
 from .store import ResponseStore
@@ -27,7 +26,6 @@ from .transport import Endpoint
 
 log = logging.getLogger("llm_runtime")
 Progress = Callable[[int, int], None]
-HANDOFF = 16  # requests per wake-up of the loop thread (each costs a system call and a thread switch)
 
 
 class _LoopThread:
@@ -149,30 +147,21 @@ class LLMClient:
     def run_batch(self, requests: Iterable[LLMRequest], progress: Progress | None = None) -> list[LLMResult]:
         """Run all requests concurrently; results in input order. ``progress(done, total)`` runs in this thread.
 
-        ``requests``: a sequence, or any iterable such as a ``RequestStream``; requests are on their way
-        ``HANDOFF`` at a time while the next ones are still being built.
+        ``requests``: a sequence, or any iterable such as a ``RequestStream``, which is iterated on the client's
+        own thread as the servers take requests, while this thread waits.
         """
         if self._closed:
             raise RuntimeError("LLMClient is closed")
+        if threading.current_thread() is self._loop.thread:
+            raise RuntimeError("run_batch cannot be called while a batch's requests are being built")
+        if progress is not None and not isinstance(requests, Sized):
+            requests = list(requests)
         self._engine.rejected = None
-        inbox: asyncio.Queue = asyncio.Queue()
         finished: queue.SimpleQueue = queue.SimpleQueue()
-        hold = CollectorHold()  # ended by the engine once the first wave is out, or here at the latest
-        batch = self._loop.submit(self._engine.run_stream(inbox, finished.put if progress else None, hold))
-        # requests go to the loop as plain objects: an interrupt here can leave no coroutine unawaited
-        put = functools.partial(self._loop.loop.call_soon_threadsafe, inbox.put_nowait)
+        batch = self._loop.submit(self._engine.run_batch(requests, finished.put if progress else None))
         try:
-            n, handoff = 0, []
-            for n, request in enumerate(requests, 1):
-                handoff.append(request)
-                if len(handoff) == HANDOFF:
-                    put(handoff)
-                    handoff = []
-            put(handoff + [None])
-            if isinstance(requests, Sized) and n != len(requests):
-                raise ValueError(f"requests: {n} given, but the batch said {len(requests)}")
             if progress is not None:
-                done = 0
+                done, n = 0, len(requests)
                 progress(0, n)
                 while done < n and not (batch.done() and finished.empty()):
                     try:
@@ -181,12 +170,17 @@ class LLMClient:
                         continue
                     done += 1
                     progress(done, n)
-            results = batch.result()
+            try:
+                results = batch.result()
+            except BuildInterrupted as err:
+                raise err.error from None
         except BaseException:  # e.g. Ctrl-C, a replay miss, or the caller's generator failed: end the batch
             batch.cancel()
+            try:  # and let the loop finish the step it is in (building a request, perhaps), so that nothing of
+                self._loop.submit(asyncio.sleep(0)).result(timeout=10)  # the batch runs once this raises
+            except Exception:  # noqa: BLE001 - a loop that is gone has nothing left running
+                pass
             raise
-        finally:
-            hold.release()
         rejected = self._engine.rejected
         if rejected is not None and results and all(r.failure is not None and r.failure.kind is FailureKind.HTTP_ERROR
                                                    for r in results):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
+import functools
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 
 import httpx2
 import openai
@@ -25,24 +25,9 @@ from .transport import (FORMAT_LEVELS, PROBE, STORED_HEAD_BYTES, AnswerRefused, 
                         kind_of_error, rejection, retry_after)
 
 log = logging.getLogger("llm_runtime")
-FIRST_WAVE_LIMIT_S = 1.0
+LOOKAHEAD = 16  # requests built ahead of the servers: enough to keep each busy, few enough not to slow the first
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.25, 60.0  # a 429 that asks for less (or nothing) still waits this, doubling
 RATE_LIMIT = FailureKind.RATE_LIMIT
-
-
-class CollectorHold:
-    """Holds off Python's cyclic garbage collector while a batch's first requests go out: each server slot chains
-    its requests from the first one it gets, so a pause then (a full collection takes about 0.1 s with openai,
-    scipy and pandas loaded) delays the whole batch. A collector already off is left to whoever turned it off."""
-
-    def __init__(self) -> None:
-        self.held = gc.isenabled()
-        gc.disable()
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            gc.enable()
 
 
 class Engine:
@@ -57,32 +42,35 @@ class Engine:
         self.secrets = secrets  # replaced in anything stored or logged from a server's answer
         self.pool = EndpointPool(endpoints)
         self.rate_limit_wait_s = config.rate_limit_wait_s
-        self._hold: CollectorHold | None = None
         self.rejected: tuple[str, str, str] | None = None  # the last answer that said a setting is wrong
 
-    async def run_stream(self, inbox: asyncio.Queue, on_done: Callable[[asyncio.Task], None] | None,
-                         hold: CollectorHold) -> list[LLMResult]:
-        """Run each request as it arrives in ``inbox`` (in lists) until None; results in arrival order."""
+    async def run_batch(self, requests: Iterable[LLMRequest], on_done: Callable[[asyncio.Task], None] | None,
+                        ) -> list[LLMResult]:
+        """Run every request of ``requests``; results in their order. Each request is taken from the iterable
+        here, on the loop, once fewer than ``LOOKAHEAD`` taken requests wait for a server: a stream of requests
+        is built as servers free up, and building the last ones never holds up sending the first."""
         tasks: list[asyncio.Task] = []
         ended: list[BaseException] = []  # an error that ends the batch: no further request is sent
-        self._hold = hold  # released at the first answer, once every slot is taken, or after the limit
-        asyncio.get_running_loop().call_later(FIRST_WAVE_LIMIT_S, hold.release)
 
         def check(task: asyncio.Task) -> None:
             if not task.cancelled() and task.exception() is not None:
                 ended.append(task.exception())
 
         try:
-            while True:
-                for request in await inbox.get():
-                    if request is None:
-                        return await asyncio.gather(*tasks)
-                    if ended:
-                        raise ended[0]
-                    tasks.append(asyncio.create_task(self.run_one(request)))
-                    tasks[-1].add_done_callback(check)
-                    if on_done is not None:
-                        tasks[-1].add_done_callback(on_done)
+            for request in _taken(requests):
+                if ended:
+                    raise ended[0]
+                tasks.append(asyncio.create_task(self.run_one(request)))
+                tasks[-1].add_done_callback(check)
+                if on_done is not None:
+                    tasks[-1].add_done_callback(on_done)
+                await self.pool.fewer_waiting_than(LOOKAHEAD)
+            if isinstance(requests, Sized) and len(tasks) != len(requests):
+                raise ValueError(f"requests: {len(tasks)} given, but the batch said {len(requests)}")
+            results = await asyncio.gather(*tasks)
+            if self.store is not None:
+                self.store.flush()
+            return results
         finally:  # the batch failed or was cancelled: end what is left of it
             for task in tasks:
                 task.cancel()
@@ -118,7 +106,7 @@ class Engine:
         for attempt in range(self.max_reasks + 1):
             if attempt:
                 self.acc.add(reasks=1)
-            messages_json = json.dumps(messages, separators=(",", ":"), default=str)
+            messages_json = _dumps(messages)
             req_hash = self._hash(req, messages_json, temperature, seed, max_tokens)
             stored = None if self.store is None else self.store.get(identity, attempt, req_hash)
             # in record mode a stored transient failure (connection, timeout, 429, 5xx) is asked again: it says
@@ -132,7 +120,8 @@ class Engine:
                                       "run in record mode first")
             else:
                 all_from_store = False
-                answer, faults = await self._call(req, messages, request_id, temperature, seed, max_tokens)
+                answer, faults = await self._call(req, messages, messages_json, request_id, temperature, seed,
+                                                  max_tokens)
                 if self.store is not None:  # what the server sent is kept before anything reads or counts it
                     self.store.put(identity, attempt, req_hash, model=self.model, messages=messages_json,
                                    raw=None, finish_reason=None, parsed=None, failure_kind=answer.failure_kind,
@@ -160,24 +149,20 @@ class Engine:
             messages = messages + [{"role": "assistant", "content": text or ""}, reask_message(failure)]
         raise AssertionError("unreachable")
 
-    async def _call(self, req: LLMRequest, messages: list[dict], request_id: str, temperature: float, seed,
-                    max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
+    async def _call(self, req: LLMRequest, messages: list[dict], messages_json: str, request_id: str,
+                    temperature: float, seed, max_tokens: int) -> tuple[StoredResponse, list[FailureKind]]:
         """One answer from the least loaded server, and the faults met on the way: the openai client retries 5xx,
         timeouts and connection errors; a 429 waits as long as it asks, and at least a backoff that doubles with
         each 429 the request meets (within ``rate_limit_wait_s`` in all), then the request goes out again."""
         faults, waited, sends, latency = [], 0.0, 0, 0.0
         while True:
             ep = await self.pool.acquire()
-            if self.pool.full():
-                self._hold.release()
             try:
-                answer, seen, wait = await self._call_endpoint(ep, req, messages, request_id, temperature, seed,
-                                                               max_tokens)
+                answer, seen, wait = await self._call_endpoint(ep, req, messages, messages_json, request_id,
+                                                               temperature, seed, max_tokens)
             except BaseException:
                 self.pool.release(ep, ok=False)
                 raise
-            finally:
-                self._hold.release()
             faults += seen
             sends, latency = sends + answer.sends, latency + answer.latency_s
             if wait is None:
@@ -198,8 +183,8 @@ class Engine:
             if backoff > wait:
                 await asyncio.sleep(backoff - wait)
 
-    async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], request_id: str,
-                             temperature: float, seed, max_tokens: int,
+    async def _call_endpoint(self, ep: Endpoint, req: LLMRequest, messages: list[dict], messages_json: str,
+                             request_id: str, temperature: float, seed, max_tokens: int,
                              ) -> tuple[StoredResponse, list[FailureKind], float | None]:
         """The exchange as it happened: the body the server sent (bounded, secrets replaced), or the failure of
         the exchange (with an error's body where there was one); the faults of every send; and for a 429, the
@@ -207,21 +192,18 @@ class Engine:
         sends, latency, seen = 0, 0.0, []
         while True:
             level = ep.format_level
-            body = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens,
-                    "messages": messages if level == 0 else
-                    [{"role": "system", "content": schema_instruction(req.schema)}] + messages}
-            if seed is not None:
-                body["seed"] = seed
-            if (rf := response_format(req.schema, FORMAT_LEVELS[level])) is not None:
-                body["response_format"] = rf
+            body = request_body(self.model, temperature, max_tokens, seed, req.schema, level,
+                                messages_json if level == 0 else _dumps(
+                                    [{"role": "system", "content": schema_instruction(req.schema)}] + messages))
             probe = Probe()
             token = PROBE.set(probe)
             start = time.perf_counter()
             try:
                 # the client's generic post (its retries and timeouts): chat.completions.create would re-walk
                 # every message and the schema through its typed-parameter transform on each call
-                response = await ep.client.post(ep.chat_url, cast_to=httpx2.Response, body=body,
-                                                options={"headers": {"X-Client-Request-Id": request_id}})
+                response = await ep.client.post(ep.chat_url, cast_to=httpx2.Response, content=body.encode(),
+                                                options={"headers": {"X-Client-Request-Id": request_id},
+                                                         "idempotency_key": request_id})
                 content, error = response.content, None
             except Exception as err:  # noqa: BLE001 - classified below
                 content, error = None, err
@@ -263,6 +245,48 @@ class Engine:
     async def aclose(self) -> None:
         for ep in self.endpoints:
             await ep.aclose()
+
+
+class BuildInterrupted(Exception):
+    """A KeyboardInterrupt or SystemExit raised while a request was built on the loop's thread, carried to the
+    caller's thread (raised on the loop's own thread, it would stop the loop)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _taken(requests: Iterable[LLMRequest]):
+    iterator = iter(requests)
+    while True:
+        try:
+            request = next(iterator)
+        except StopIteration:
+            return
+        except (KeyboardInterrupt, SystemExit) as err:
+            raise BuildInterrupted(err) from None
+        yield request
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+@functools.lru_cache(maxsize=256)  # a handful per run: one per schema, format and setting
+def _settings_json(model: str, temperature: float, max_tokens: int, seed, schema: type[BaseModel], level: int) -> str:
+    settings = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
+    if seed is not None:
+        settings["seed"] = seed
+    if (rf := response_format(schema, FORMAT_LEVELS[level])) is not None:
+        settings["response_format"] = rf
+    return _dumps(settings)
+
+
+def request_body(model: str, temperature: float, max_tokens: int, seed, schema: type[BaseModel], level: int,
+                 messages_json: str) -> str:
+    """The chat-completion request as JSON text, built around the messages' JSON (already made for the request's
+    hash) and the settings' JSON (the same for every request of a batch) instead of serialising both again."""
+    return _settings_json(model, temperature, max_tokens, seed, schema, level)[:-1] + ',"messages":' + messages_json + "}"
 
 
 def _is_transient(kind: str | None) -> bool:

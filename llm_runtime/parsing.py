@@ -10,7 +10,6 @@ import functools
 import json
 from typing import Any
 
-from openai.lib._parsing import type_to_response_format_param
 from pydantic import BaseModel, ValidationError
 
 from .records import Failure, FailureKind
@@ -22,15 +21,49 @@ _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", 
 
 @functools.cache
 def response_format(schema: type[BaseModel], level: str) -> dict | None:
-    """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text).
-
-    The strict schema is openai-python's own; cached: treat the returned dict as read-only.
-    """
+    """The ``response_format`` for a server that supports ``level`` (json_schema, json_object or text); cached:
+    treat the returned dict as read-only."""
     if level == "json_schema":
-        return type_to_response_format_param(schema)
+        model_schema = schema.model_json_schema()
+        return {"type": "json_schema",
+                "json_schema": {"schema": _strict(model_schema, model_schema), "name": schema.__name__, "strict": True}}
     if level == "json_object":
         return {"type": "json_object"}
     return None
+
+
+def _strict(node: dict, root: dict) -> dict:
+    """``node`` of a pydantic JSON schema made strict as OpenAI's structured outputs require: every object closed
+    (``additionalProperties: false``) with all its properties required, no ``None`` default, a one-entry ``allOf``
+    unwrapped, and a ``$ref`` that has sibling keys inlined. (The same result as openai-python's
+    ``client.chat.completions.parse``, which keeps its version private.)"""
+    for group in ("$defs", "definitions"):
+        for child in (node.get(group) or {}).values():
+            _strict(child, root)
+    if node.get("type") == "object":
+        node.setdefault("additionalProperties", False)
+    if isinstance(node.get("properties"), dict):
+        node["required"] = list(node["properties"])
+        node["properties"] = {key: _strict(child, root) for key, child in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        node["items"] = _strict(node["items"], root)
+    if isinstance(node.get("anyOf"), list):
+        node["anyOf"] = [_strict(child, root) for child in node["anyOf"]]
+    if isinstance(node.get("allOf"), list):
+        if len(node["allOf"]) == 1:
+            node.update(_strict(node.pop("allOf")[0], root))
+        else:
+            node["allOf"] = [_strict(child, root) for child in node["allOf"]]
+    if "default" in node and node["default"] is None:
+        del node["default"]
+    if "$ref" in node and len(node) > 1:
+        target = root
+        for key in node.pop("$ref").removeprefix("#/").split("/"):
+            target = target[key]
+        for key, value in target.items():
+            node.setdefault(key, value)
+        return _strict(node, root)
+    return node
 
 
 @functools.cache

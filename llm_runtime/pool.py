@@ -18,6 +18,7 @@ class EndpointPool:
         self.endpoints = endpoints
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._room: tuple[int, asyncio.Future] | None = None  # (count, future): see fewer_waiting_than
 
     @property
     def limit(self) -> int:
@@ -27,6 +28,13 @@ class EndpointPool:
     def full(self) -> bool:
         """No server may take another request now."""
         return self._free() is None
+
+    async def fewer_waiting_than(self, count: int) -> None:
+        """Return once fewer than ``count`` requests wait for a server (after the ready ones have had their turn)."""
+        await asyncio.sleep(0)
+        while len(self._waiters) >= count:
+            self._room = count, asyncio.get_running_loop().create_future()
+            await self._room[1]
 
     async def acquire(self) -> Endpoint:
         if not self._waiters and (ep := self._take()) is not None:
@@ -85,6 +93,10 @@ class EndpointPool:
             if ep is None:
                 break
             self._waiters.popleft().set_result(ep)
+        if self._room is not None and len(self._waiters) < self._room[0]:
+            if not self._room[1].done():
+                self._room[1].set_result(None)
+            self._room = None
         if self._waiters:  # a paused server takes requests again when its pause ends
             loop = asyncio.get_running_loop()
             paused = [ep.paused_until for ep in self.endpoints if ep.paused_until > loop.time()]

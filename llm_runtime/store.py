@@ -102,6 +102,7 @@ class ResponseStore:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
+        self._judgements: list[tuple] = []  # written with the next row, or by flush()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
             conn = self._conn()
@@ -187,23 +188,34 @@ class ResponseStore:
                 failure_kind, failure_message, prompt_tokens, completion_tokens, latency_s, sends, time.time(), body)
 
     def put(self, *args, **kwargs) -> None:
-        """Insert or replace one response (arguments as for ``row``); committed when this returns, else
-        ``StoreError``."""
-        self._commit(_INSERT, self.row(*args, **kwargs))
+        """Insert or replace one response (arguments as for ``row``), with the judgements waiting to be written;
+        committed when this returns, else ``StoreError``."""
+        row = self.row(*args, **kwargs)
+        self._commit(lambda conn: conn.execute(_INSERT, row))
 
     def judge(self, identity: str, attempt: int, req_hash: str, *, raw: str | None, finish_reason: str | None,
               parsed: str | None, failure_kind: str | None, failure_message: str | None, prompt_tokens: int,
               completion_tokens: int) -> None:
-        """Record the judgement of a stored body; committed when this returns, else ``StoreError``."""
-        self._commit(_JUDGEMENT, (raw, finish_reason, parsed, failure_kind, failure_message, prompt_tokens,
-                                  completion_tokens, identity, attempt, req_hash))
+        """Record the judgement of a stored body. It is written in the transaction of the next ``put``, or by
+        ``flush``: a judgement can always be made again from the body, which is already committed, so it costs no
+        commit of its own."""
+        self._judgements.append((raw, finish_reason, parsed, failure_kind, failure_message, prompt_tokens,
+                                 completion_tokens, identity, attempt, req_hash))
 
-    def _commit(self, sql: str, values: tuple) -> None:
+    def flush(self) -> None:
+        """Commit the judgements not yet written; ``StoreError`` if that fails."""
+        if self._judgements:
+            self._commit(lambda conn: None)
+
+    def _commit(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``work`` and write the waiting judgements in one transaction."""
+        judgements = self._judgements[:]
         try:
             conn = self._conn()
-            self._write(conn, lambda: conn.execute(sql, values))
+            self._write(conn, lambda: (conn.executemany(_JUDGEMENT, judgements), work(conn)))
         except (sqlite3.Error, OSError) as err:
             raise self._error(err, "written") from err
+        del self._judgements[:len(judgements)]  # a judgement made meanwhile, in another thread, stays
 
     def _write(self, conn: sqlite3.Connection, work: Callable[[], object]) -> None:
         """Run ``work`` in a write transaction and commit it; on any error roll back and re-raise."""
@@ -262,7 +274,11 @@ class ResponseStore:
         return n
 
     def close(self) -> None:
-        """Close every connection this store opened, in any thread."""
+        """Write the judgements still waiting, then close every connection this store opened, in any thread."""
+        try:
+            self.flush()
+        except (StoreError, StoreCorruptError):
+            pass  # each is judged again from its stored body when it is read
         with self._opened_lock:
             opened, self._opened = self._opened, []
         for conn in opened:

@@ -1,4 +1,4 @@
-"""One OpenAI-compatible server: an openai client whose transport records every send and fault per request."""
+"""One OpenAI-compatible server: an openai client whose HTTP client records every send and fault per request."""
 
 from __future__ import annotations
 
@@ -16,11 +16,7 @@ import openai
 
 from .records import FailureKind
 
-try:  # the transport behind openai.DefaultAioHttpClient (the openai[aiohttp] extra): the least CPU per request
-    import aiohttp
-    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-except ImportError:
-    aiohttp = AiohttpTransport = None
+import aiohttp
 
 FORMAT_LEVELS = ("json_schema", "json_object", "text")
 STORED_HEAD_BYTES = 65_536  # how much of a refused answer is kept in the store, for the record
@@ -72,18 +68,18 @@ def kind_of_exception(err: BaseException, reading_body: bool = False) -> Failure
     for cause in causes:
         if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
             return FailureKind.CONNECTION_REFUSED
-        if isinstance(cause, socket.gaierror) or (aiohttp and isinstance(cause, aiohttp.ClientConnectorDNSError)):
+        if isinstance(cause, socket.gaierror) or isinstance(cause, aiohttp.ClientConnectorDNSError):
             return FailureKind.DNS
     for cause in causes:
-        if isinstance(cause, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) or (
-                aiohttp and isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError))):
+        if isinstance(cause, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+                                  aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
             return FailureKind.CONNECTION_RESET
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)) and not any(
                 isinstance(c, TimeoutError) for c in causes):
             return FailureKind.CONNECTION_RESET
     for cause in causes:
         is_timeout = (isinstance(cause, (TimeoutError, httpx2.TimeoutException))
-                      and not (aiohttp and isinstance(cause, aiohttp.ClientConnectorError)))
+                      and not isinstance(cause, aiohttp.ClientConnectorError))
         if is_timeout:
             return FailureKind.READ_STALL if reading_body else FailureKind.TIMEOUT
     return FailureKind.CONNECTION if isinstance(err, (httpx2.TransportError, OSError)) else FailureKind.INTERNAL
@@ -131,27 +127,25 @@ def rejection(err: BaseException, model: str, url: str) -> tuple[str, str, str] 
     return None
 
 
-class CountingTransport(httpx2.AsyncBaseTransport):
-    """Counts sends and classifies failed ones into the current task's Probe, around an inner transport; bounds
-    each answer's size (on the wire and decompressed) and its whole exchange's time.
+class CountingClient(openai.DefaultAioHttpClient):
+    """openai-python's aiohttp-based HTTP client (the least CPU per request), which also counts each send and
+    classifies a failed one into the current task's Probe, and bounds each answer's size (on the wire and
+    decompressed) and its whole exchange's time.
 
-    The openai client retries inside one call; only the transport sees each attempt and how it failed.
+    The openai client retries inside one call; only the HTTP client sees each attempt and how it failed.
     """
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, *, max_bytes: int, deadline_s: float):
-        self.inner, self.max_bytes, self.deadline_s = inner, max_bytes, deadline_s
+    def __init__(self, *, max_bytes: int, deadline_s: float, **kwargs):
+        super().__init__(follow_redirects=False, **kwargs)  # a redirect is the server's fault, counted as such
+        self.max_bytes, self.deadline_s = max_bytes, deadline_s
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs) -> httpx2.Response:
         probe = PROBE.get() or Probe()
         probe.sends += 1
-        request.headers["Accept-Encoding"] = ", ".join(_DECODERS)  # and no other: only these are bounded here
         deadline = asyncio.get_running_loop().time() + self.deadline_s
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self.inner.handle_async_request(request)
+                response = await super().send(request, stream=True, **kwargs)
         except TimeoutError:
             probe.faults.append(FailureKind.DEADLINE)
             raise AnswerRefused(FailureKind.DEADLINE, f"no answer within the deadline of {self.deadline_s:g} s")
@@ -160,8 +154,9 @@ class CountingTransport(httpx2.AsyncBaseTransport):
             raise
         if response.status_code >= 300:
             probe.faults.append(kind_of_status(response.status_code))
-        encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
-        declared = response.headers.get("content-length", "")
+        headers = response.headers
+        encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
+        declared = headers.get("content-length", "")
         problem = None
         if encoding != "identity" and encoding not in _DECODERS:
             problem = FailureKind.BAD_RESPONSE, f"content-encoding {encoding[:40]!r}, which the client did not ask for"
@@ -171,12 +166,18 @@ class CountingTransport(httpx2.AsyncBaseTransport):
             await response.aclose()
             probe.faults.append(problem[0])
             raise AnswerRefused(*problem)
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+        for name in ("content-encoding", "content-length"):  # decoded and counted by the stream below instead
+            headers.pop(name, None)
         if response.status_code == 429:  # back-pressure, which the engine handles (it waits and shrinks the limit)
-            headers.append((b"x-should-retry", b"false"))
-        stream = BoundedStream(response.stream, encoding, self.max_bytes, deadline, self.deadline_s, probe)
-        return httpx2.Response(response.status_code, headers=headers, stream=stream, request=request,
-                               extensions=response.extensions)
+            headers["x-should-retry"] = "false"
+        response.stream = BoundedStream(response.stream, encoding, self.max_bytes, deadline, self.deadline_s, probe)
+        if not stream:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
 
 
 class BoundedStream(httpx2.AsyncByteStream):
@@ -242,10 +243,9 @@ class Endpoint:
         self.ceiling, self.limit, self.paused_until = concurrency, float(concurrency), 0.0  # see pool.EndpointPool
         timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
         limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        inner = (AiohttpTransport(limits=limits) if AiohttpTransport is not None
-                 else httpx2.AsyncHTTPTransport(limits=limits))
-        transport = CountingTransport(inner, max_bytes=max_answer_bytes, deadline_s=deadline_s)
-        http = httpx2.AsyncClient(transport=transport, limits=limits, timeout=timeout)
+        # these encodings and no other: only these are decoded (and bounded) by the client
+        http = CountingClient(max_bytes=max_answer_bytes, deadline_s=deadline_s, limits=limits, timeout=timeout,
+                              headers={"Accept-Encoding": ", ".join(_DECODERS)})
         self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=max_retries,
                                          timeout=timeout, http_client=http)
 

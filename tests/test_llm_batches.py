@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import time
 
 import pytest
 
@@ -20,31 +18,43 @@ def test_the_default_settings_keep_a_256_slot_server_busy():
     assert LLMConfig().concurrency >= 256
 
 
-def test_requests_go_through_aiohttp_when_the_openai_extra_is_installed(tmp_path):
-    from llm_runtime.transport import AiohttpTransport
+def test_requests_go_through_openai_pythons_aiohttp_client(tmp_path):
+    import openai
 
-    assert AiohttpTransport is not None, "requirements.txt installs openai[aiohttp]"
     with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "a.sqlite")) as client:
-        assert isinstance(client._endpoints[0].client._client._transport.inner, AiohttpTransport)
+        assert isinstance(client._endpoints[0].client._client, openai.DefaultAioHttpClient)
         assert all(r.ok for r in client.run_batch(work_requests(3)))
 
 
-def test_a_stream_is_answered_while_it_is_still_being_built(tmp_path):
-    """The first requests of a RequestStream reach the server before the rest exist."""
-    requests = work_requests(200)
-    with FaultServer() as srv:
-        def build():
-            yield from requests[:20]
-            deadline = time.monotonic() + 60
-            while srv.stats()["requests"] == 0:  # a client that waits for the whole batch never gets here
-                assert time.monotonic() < deadline, "nothing was sent before the stream was exhausted"
-                time.sleep(0.01)
-            yield from requests[20:]
+def test_a_stream_is_built_as_the_servers_take_requests(tmp_path):
+    """Each request of a RequestStream is built once the ones before it are on their way (or waiting for a
+    server, at most LOOKAHEAD of them): building the last never holds up sending the first."""
+    from llm_runtime.engine import LOOKAHEAD
 
-        with LLMClient(config(srv.base_url, tmp_path / "st.sqlite")) as client:
-            streamed = client.run_batch(RequestStream(len(requests), build()))
+    requests = work_requests(120)
+    ahead = []
+    with FaultServer(latency=0.02) as srv, LLMClient(config(srv.base_url, tmp_path / "st.sqlite",
+                                                            concurrency=4)) as client:
+        def build():
+            for k, request in enumerate(requests):
+                ahead.append(k - sum(ep.sent for ep in client._endpoints))  # built but not yet sent
+                yield request
+
+        streamed = client.run_batch(RequestStream(len(requests), build()))
     assert [r.key for r in streamed] == [r.key for r in requests]
     assert all(outcome(r)["value"] is not None for r in streamed)
+    assert max(ahead) <= LOOKAHEAD and ahead[-1] > 0  # a server of 4 slots: the stream waits for it
+
+
+def test_a_request_cannot_start_a_batch_while_it_is_being_built(tmp_path):
+    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "nested.sqlite")) as client:
+        def build():
+            yield from work_requests(2)
+            client.run_batch(work_requests(1, run="inner"))
+
+        with pytest.raises(RuntimeError, match="while a batch's requests are being built"):
+            client.run_batch(build())
+        assert all(r.ok for r in client.run_batch(work_requests(3, run="after")))
 
 
 def test_a_failing_stream_raises_in_the_caller_and_the_client_stays_usable(tmp_path):
@@ -78,37 +88,3 @@ def test_any_iterable_is_a_batch(tmp_path):
     assert [r.key for r in results] == [r.key for r in work_requests(5)]
 
 
-def test_the_garbage_collector_is_held_off_only_while_the_first_requests_go_out(tmp_path):
-    """Off while the batch is built and sent, on again once answers arrive; never left off after a batch."""
-    seen = []
-
-    def build():
-        for request in work_requests(40):
-            seen.append(gc.isenabled())
-            yield request
-
-    with FaultServer(latency=0.01) as srv, LLMClient(config(srv.base_url, tmp_path / "gc.sqlite")) as client:
-        assert gc.isenabled()
-        answered = []
-        results = client.run_batch(RequestStream(40, build()),
-                                   progress=lambda done, total: answered.append(gc.isenabled()) if done else None)
-        assert all(r.ok for r in results)
-        assert not any(seen) and answered[-1] and gc.isenabled()
-
-        def failing():
-            yield from work_requests(5, run="failing")
-            raise KeyboardInterrupt
-
-        with pytest.raises(KeyboardInterrupt):
-            client.run_batch(RequestStream(10, failing()))
-        assert gc.isenabled()
-
-
-def test_a_collector_the_user_turned_off_stays_off(tmp_path):
-    with FaultServer() as srv, LLMClient(config(srv.base_url, tmp_path / "off.sqlite")) as client:
-        gc.disable()
-        try:
-            assert all(r.ok for r in client.run_batch(work_requests(10)))
-            assert not gc.isenabled()
-        finally:
-            gc.enable()

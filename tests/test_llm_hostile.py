@@ -257,3 +257,20 @@ def test_an_oversized_answer_costs_the_client_no_memory(mode, tmp_path):
     assert done.returncode == 0, done.stderr
     peak_kib = int(done.stdout.split()[-1])
     assert peak_kib < 1024 * 1024, f"peak memory {peak_kib / 1024:.0f} MiB"
+
+
+def test_the_request_asks_only_for_encodings_the_client_bounds_and_is_one_json_object(tmp_path):
+    seen = []
+
+    async def capture(request: web.Request, payload: dict) -> web.StreamResponse:
+        seen.append((request.headers.get("Accept-Encoding"), request.content_type, payload))
+        return await sends(completion(answer(30)))(request, payload)
+
+    with FaultServer(api_key=KEY, respond=capture) as srv:
+        with client(srv.base_url, tmp_path / "responses.sqlite") as llm:
+            result = llm.run_batch([REQUEST])[0]
+    assert result.value.hours == 30.0
+    (encodings, content_type, payload), = seen
+    assert encodings == "gzip, x-gzip, deflate" and content_type == "application/json"
+    assert payload["model"] == "fault-model" and payload["messages"] == [dict(m) for m in REQUEST.messages]
+    assert payload["response_format"]["type"] == "json_schema" and "max_tokens" in payload

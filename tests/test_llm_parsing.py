@@ -224,3 +224,16 @@ def test_answers_with_more_than_one_reading_are_ambiguous(text):
 def test_braces_in_prose_are_not_a_second_object():
     assert extract_json('{"x": 1} and {that} is all') == ({"x": 1}, None)
     assert extract_json('{"x": {"y": "{z}"}} ok') == ({"x": {"y": "{z}"}}, None)
+
+
+def test_the_strict_schema_is_the_one_openai_python_makes_for_every_answer_the_project_asks_for():
+    from openai.lib._parsing import type_to_response_format_param  # private there: compared here, not used
+
+    from agents.llm_voting import Ballot, Candidacy, PaperBallot, PaperCandidacy
+    from agents.prompts import PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, sized, worker_answer
+    from llm_runtime.parsing import response_format
+
+    schemas = [Ballot, Candidacy, PaperBallot, PaperCandidacy, PaperLabor, Satisfaction, worker_answer(100.0),
+               sized(PlannerAnswer, 7), sized(PaperDelta, 7)]
+    for schema in schemas:
+        assert response_format(schema, "json_schema") == type_to_response_format_param(schema), schema.__name__
