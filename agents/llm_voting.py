@@ -1,8 +1,8 @@
 """Elections among LLM workers: candidacy with platforms, a vote, and the leader's decision.
 
 Each stage is one batch of requests (one per worker, or per archetype whose members all
-follow it). A worker that fails to answer does not run and votes for itself, as in the
-reference, where every vote defaults to the voter's own index; failures are counted.
+follow it). A worker that fails to answer does not run, and its ballot counts for nobody (the
+reference defaults every vote to the voter's own index); failures are counted.
 Improved-mode rates are validated whole percents; paper-mode DELTA platforms are clipped as the
 planner's are, and clipped answers are counted. In the improved mode each voter also sees its
 neighbours' last satisfaction and vote.

@@ -54,7 +54,7 @@ class WorkerAgent(mesa.Agent):
 
     @classmethod
     def check(cls, params) -> None:
-        """Reject parameters this worker class cannot run with (raise :class:`registry.ParameterError`)."""
+        """Reject parameters this worker class cannot run with (raise :class:`validation.ParameterError`)."""
 
     def __init__(self, model, index: int):
         super().__init__(model)
@@ -117,7 +117,7 @@ class WorkerMind:
 
     @classmethod
     def check(cls, params) -> None:
-        """Reject parameters this mind cannot run with (raise :class:`registry.ParameterError`)."""
+        """Reject parameters this mind cannot run with (raise :class:`validation.ParameterError`)."""
 
     def initial_hours(self, model) -> np.ndarray:
         return self.decide(model)

@@ -242,10 +242,6 @@ class Engine:
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
         return redact(text, self.secrets)[:limit]
 
-    async def aclose(self) -> None:
-        for ep in self.endpoints:
-            await ep.aclose()
-
 
 class BuildInterrupted(Exception):
     """A KeyboardInterrupt or SystemExit raised while a request was built on the loop's thread, carried to the

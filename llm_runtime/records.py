@@ -111,7 +111,9 @@ class LLMResult:
 class RequestStream:
     """``size`` requests built one by one as they are taken; ``LLMClient.run_batch`` accepts it as a batch.
 
-    The first requests are on the wire while the rest are still being built.
+    The client takes them on its own thread as the servers take requests, while the caller's thread waits: the
+    first requests are on the wire while the rest are still being built. Building a request must not wait for
+    anything else the client does (it cannot start another batch).
     """
 
     def __init__(self, size: int, requests: Iterable[LLMRequest]):

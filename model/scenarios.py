@@ -23,7 +23,7 @@ class Scenario:
 
     @classmethod
     def check(cls, params) -> None:
-        """Reject parameters this scenario cannot run with (raise :class:`registry.ParameterError`)."""
+        """Reject parameters this scenario cannot run with (raise :class:`validation.ParameterError`)."""
 
     def planner_rule(self, rule):
         """The rule that sets the rates (the planner's own, unless the scenario puts someone else in charge)."""

@@ -134,6 +134,8 @@ class FaultServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        self._passes: int | None = None  # chat requests still answered before the rest are held; None: all
+        self._released: asyncio.Event | None = None
         self.reset()
 
     # ---- counters -------------------------------------------------------------------------------
@@ -159,6 +161,17 @@ class FaultServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    def hold_after(self, count: int | None) -> None:
+        """Answer ``count`` more chat requests, then hold the next ones unanswered until ``hold_after(None)``:
+        a test sees a batch part-way through for as long as it needs, whatever the machine's speed."""
+        def apply() -> None:
+            self._passes = count
+            if count is None:
+                self._released.set()
+            else:
+                self._released.clear()
+        self._loop.call_soon_threadsafe(apply)
+
     # ---- lifecycle ------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application()
@@ -169,7 +182,8 @@ class FaultServer:
 
     async def serve(self, ready: Callable[[], None] = lambda: None) -> None:
         """Serve in the running loop until :meth:`stop`; ``ready()`` runs once the port is bound."""
-        self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
+        self._loop, self._stopped, self._released = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
+        self._released.set()
         self._free_at = [0.0] * self.slots  # when each slot is next free (a heap), on the loop's clock
         # handler_cancellation: a request held by a ``timeout`` fault ends when its client hangs up
         runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.1)
@@ -247,6 +261,11 @@ class FaultServer:
             return _error(400, f"response_format type '{fmt}' is not supported")
         if payload.get("model") not in self.models:
             return _error(404, f"The model `{payload.get('model')}` does not exist.", "NotFoundError")
+        if self._passes is not None:
+            if self._passes > 0:
+                self._passes -= 1
+            else:
+                await self._released.wait()
         if self.respond is not None:
             return await self.respond(request, payload)
         fault = self._pick_fault(body)

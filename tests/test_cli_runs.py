@@ -28,6 +28,8 @@ from matplotlib import image
 import run
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 ROOT = Path(__file__).parent.parent
 MARKER = "sk-test-marker-7f3a9c"
 

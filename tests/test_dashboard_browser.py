@@ -24,6 +24,8 @@ import pytest
 from tests.llm_server import FaultServer
 from visualization import assets
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 CHROMIUM = Path(os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium"))  # Debian's chromium
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -109,7 +111,7 @@ def end(process: subprocess.Popen) -> None:
 def llm_server():
     """A slow OpenAI-compatible test server: one second per answer, two at a time."""
     with FaultServer(latency=1.0, slots=2) as fault_server:
-        yield f"http://127.0.0.1:{fault_server.port}/v1"
+        yield fault_server
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def dashboard_url(tmp_path_factory, llm_server):
     log = workdir / "dashboard.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "LLM_BASE_URL": llm_server, "LLM_MODEL": "fault-model"}
+    env = {**os.environ, "LLM_BASE_URL": llm_server.base_url, "LLM_MODEL": "fault-model"}
     process = start_dashboard(port, log, env, cwd=workdir)
     try:
         wait_until_serving(url, process, log)
@@ -282,19 +284,22 @@ def requests_shown(page) -> int:
     return int(re.search(r"Requests: (\d+) ", page.locator("body").inner_text()).group(1))
 
 
-def test_llm_minds_step_in_the_background_with_progress_shown(dashboard_url, browser):
+def test_llm_minds_step_in_the_background_with_progress_shown(dashboard_url, llm_server, browser):
     page, console = open_dashboard(browser, dashboard_url)
     choose(page, "Worker mind", "llm")
     type_into(page, "Workers (2-10000)", "8")
     press(page, "Reset")
     page.get_by_text("LLM so far: Requests: 0").wait_for()
-    press(page, "▶")  # an LLM step takes about 4 s: 8 answers, 2 at a time, 1 s each
-    page.wait_for_function("/Requests: [1-7] /.test(document.body.innerText)", timeout=30_000)  # mid-step
-    steps = int(re.search(r"Step (\d+) of", status(page)).group(1))
-    page.get_by_role("tab", name="Page 1").click()  # the page stays responsive during the step
-    page.get_by_text("Persona:").wait_for(timeout=5_000)
-    assert requests_shown(page) < 8 * steps + 8 and f"Step {steps} of 100" in status(page)
-    page.get_by_text(f"Step {steps + 1} of 100").wait_for(timeout=60_000)
+    llm_server.hold_after(3)  # the first step stops part-way, with 3 of its 8 answers, until released
+    try:
+        press(page, "▶")  # an LLM step takes about 4 s: 8 answers, 2 at a time, 1 s each
+        page.wait_for_function("/Requests: 3 /.test(document.body.innerText)", timeout=60_000)  # mid-step
+        page.get_by_role("tab", name="Page 1").click()  # the page stays responsive during the step
+        page.get_by_text("Persona:").wait_for(timeout=30_000)
+        assert requests_shown(page) == 3 and "Step 0 of 100" in status(page)
+    finally:
+        llm_server.hold_after(None)
+    page.get_by_text("Step 1 of 100").wait_for(timeout=60_000)
     press(page, "❚❚")
     page.get_by_role("button", name="▶", exact=True).wait_for()
     page.wait_for_function("(() => { const m = /Requests: (\\d+) /.exec(document.body.innerText);"

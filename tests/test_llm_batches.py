@@ -9,6 +9,8 @@ from llm_runtime import LLMClient, LLMConfig, RequestStream
 from tests.llm_helpers.common import outcome, work_requests
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 
 def config(url, store, **kw) -> LLMConfig:
     return LLMConfig(**({"base_urls": (url,), "model": "fault-model", "store_path": str(store)} | kw))

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_runtime import LLMClient, LLMConfig, LLMRequest
 from llm_runtime.embedded import find_model_file
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -15,6 +15,8 @@ from llm_runtime import LLMClient, LLMConfig, LLMConfigError, resolve_backend
 from tests.llm_helpers.common import work_requests
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 ROOT = Path(__file__).parent.parent
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_"))}
 

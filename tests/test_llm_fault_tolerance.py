@@ -14,6 +14,8 @@ from llm_runtime.parsing import response_format
 from tests.llm_helpers.common import Work, request_id, work_requests
 from tests.llm_server import FAULT_KINDS, FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 # the client's name for each server fault kind
 CLIENT_KIND = {k: k for k in FAULT_KINDS} | {"disconnect": "connection_reset"}
 

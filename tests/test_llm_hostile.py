@@ -20,6 +20,8 @@ from agents.prompts import WorkerAnswer
 from llm_runtime import FailureKind, LLMClient, LLMConfig, LLMRequest, ServerStopped
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-" + "k3y9" * 8  # the server requires it; one mode echoes it back
 REQUEST = LLMRequest(key=("hostile", 0, "work", 7), schema=WorkerAnswer,

@@ -16,11 +16,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.llm_server import FaultServer
 from tests.test_cli_runs import scripted
+
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
 
 ROOT = Path(__file__).parent.parent
 KEY = "sk-test-resume-" + "4f2a" * 6

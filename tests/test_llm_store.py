@@ -19,6 +19,8 @@ from llm_runtime import LLMClient, LLMConfig, ReplayMissError, ResponseStore, Se
 from tests.llm_helpers.common import Work, outcome, request_id, work_requests
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 ROOT = Path(__file__).parent.parent
 
 

@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from experiments.folders import LOCK_NAME, partial_dir
+
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
 
 ROOT = Path(__file__).parent.parent
 

@@ -13,6 +13,8 @@ from llm_runtime import LLMClient, LLMConfig
 from model.model import EconomyModel
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 REASKED = "Your answer was invalid"
 
 
