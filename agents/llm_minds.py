@@ -4,8 +4,9 @@ Every stage is one batch through the LLM layer (``llm_runtime.LLMClient.run_batc
 keyed ``(run_id, period, stage, decider)`` so a run can be replayed or resumed from the
 response store. Answers are validated against bounded schemas and re-asked when invalid, never
 clipped into range. A failed answer never stops a run: a worker keeps its last hours and the
-planner keeps its rates, and both count the failure. Paper mode clips as the reference does
-(LABOR to the cap, DELTA to +-20 points, rates to [0, 100] %) and counts every clipped answer.
+planner keeps its rates, and both count the failure. The run's prompt style (:mod:`agents.prompt_styles`)
+writes the prompts, names the answer schemas and reads the answers: the paper style clips as the reference
+does (LABOR to the cap, DELTA to +-20 points, rates to [0, 100] %) and counts every clipped answer.
 """
 
 from __future__ import annotations
@@ -22,16 +23,12 @@ from pydantic import Field
 from agents.archetypes import Archetypes
 from agents.llm_voting import LLMElection, LLMLeaderRule
 from agents.planner import PLANNERS, PlannerRule
+from agents.prompt_styles import PROMPT_STYLES
+from agents.prompts import PAY_HOURS, WorkerMemory, best_memories, pay_table
 from agents.worker import WORKER_MINDS, WorkerMind
-from agents.prompts import (PAY_HOURS, PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, WorkerMemory,
-                            best_memories, count_clipped, paper_delta, pay_table, sized, worker_answer, worker_block,
-                            worker_messages)
 from llm_runtime import LLMRequest, RequestStream
 
 DEFAULT_HOURS = 40.0
-# Steps of history in a worker's prompt: the reference's 50, or a short window (the improved prompt also
-# shows the best steps so far), which keeps prompts within small models' context and fast to evaluate.
-HISTORY_LENGTH = {"paper": 50, "improved": 8}
 # An answer is short JSON (hours and at most 160 characters of reason); a cap stops a model that rambles.
 WORK_MAX_TOKENS = 96
 
@@ -79,8 +76,10 @@ class LLMWorkerMind(WorkerMind):
     def __init__(self, model):
         super().__init__(model)
         params = model.params
-        self.client, self.mode, self.run_id = model.llm, params.prompt_mode, params.run_id
-        self.history_length = HISTORY_LENGTH[self.mode] if params.history_length is None else params.history_length
+        self.client, self.style, self.run_id = model.llm, PROMPT_STYLES[params.prompt_mode](), params.run_id
+        self.history_length = params.history_length
+        if self.history_length is None:
+            self.history_length = self.style.history_length
         self.archetypes = Archetypes.fit(model.workforce.skill, model.workforce.attributes, params.archetypes,
                                          model.rng) if params.archetypes else None
         self._memory: dict[int, list[WorkerMemory]] = {}
@@ -89,7 +88,7 @@ class LLMWorkerMind(WorkerMind):
         self._best: dict[int, list[WorkerMemory]] = {}  # each decider's best_memories, kept up to date
         self.last_hours: np.ndarray | None = None
         self.failures = 0
-        self.clipped = 0  # paper-mode answers above the cap
+        self.clipped = 0  # answers above the cap that the style clips
         self.last_exchange: Mapping[int, tuple[list[dict], str | None]] = {}
 
     def deciders(self, model) -> np.ndarray:
@@ -107,7 +106,8 @@ class LLMWorkerMind(WorkerMind):
         deciders = self.deciders(model)
         current = model.workforce.hours[deciders]
         exploit = self.exploit(model)
-        schema = PaperLabor if self.mode == "paper" else worker_answer(self.cap)
+        style = self.style
+        schema = style.worker_schema(self.cap)
         skills = model.workforce.skill[deciders]
         schedule, rebate = model.schedule, model.expected_rebate
         schedule_text = schedule.describe()
@@ -119,9 +119,9 @@ class LLMWorkerMind(WorkerMind):
 
         def build():  # prompts are built as the client takes them: the first ones are sent meanwhile
             for i, row in enumerate(deciders.tolist()):
-                messages = worker_messages(
+                messages = style.worker_messages(
                     worker=row, skill=skills[i], history=self.history(row), best=self.best(row),
-                    history_length=self.history_length, exploit=exploit, mode=self.mode,
+                    history_length=self.history_length, exploit=exploit,
                     persona=model.workers_persona(row), schedule=schedule, rebate=rebate,
                     schedule_text=schedule_text,
                     pay=(rates[i * levels:(i + 1) * levels], take_home[i * levels:(i + 1) * levels]))
@@ -135,15 +135,9 @@ class LLMWorkerMind(WorkerMind):
             self.last_exchange = {}
 
         results = self.client.run_batch(RequestStream(len(deciders), build()))
-        field = "LABOR" if self.mode == "paper" else "hours"
-        answers = np.array([np.nan if r.failure is not None else getattr(r.value, field) for r in results],
-                           dtype=float)
-        failed = np.isnan(answers)
+        chosen, failed = style.decode_hours([r.value if r.ok else None for r in results], current, self.cap,
+                                            owner=self, llm=self.client)
         self.failures += int(failed.sum())
-        chosen = np.where(failed, current, answers)  # no usable answer (failed, or NaN) keeps the last hours
-        if self.mode == "paper":  # the reference accepts any hours >= 0 and clamps them to the cap
-            count_clipped(self, self.client, int(np.sum(chosen > self.cap)))
-            np.minimum(chosen, self.cap, out=chosen)
         self.last_exchange = Exchanges(deciders, requests, results)
         if self.archetypes is None:
             return chosen
@@ -196,31 +190,26 @@ class LLMWorkerMind(WorkerMind):
 
     def electorate(self, model):
         binding = model.params.binding_platforms
-        return LLMElection(binding=binding), LLMLeaderRule(binding=binding)
+        return LLMElection(self.style, binding=binding), LLMLeaderRule(self.style, binding=binding)
 
     def reflect(self, model) -> None:
         """Bounded scenario: each persona judges the step; NO halves its remembered utility.
 
         The planner's objective keeps the unadjusted utility. A failed answer counts as YES.
         """
-        rows = self.deciders(model)
-        requests = []
-        for row in rows.tolist():
-            persona = model.workers_persona(row) or f"You are worker_{row}."
-            block = worker_block(self.memory[row][-1], self.mode == "paper")
-            question = (f"{persona}\nBased on your summary of this year:\n{block}\nare you satisfied with the overall "
-                        'tax policy (including tax_i and rebate)? Let\'s think step by step. Your output MUST be a '
-                        'JSON like {"thought": "...", "ANSWER": "YES" or "NO"}.')
-            requests.append(LLMRequest(key=(self.run_id, model.period, "satisfaction", row), schema=Satisfaction,
-                                       messages=[{"role": "system", "content": ""}, {"role": "user", "content": question}]))
+        rows, style, memory = self.deciders(model), self.style, self.memory
+        schema = style.satisfaction_schema()
+        requests = [LLMRequest(key=(self.run_id, model.period, "satisfaction", row), schema=schema,
+                               messages=style.satisfaction_messages(row, model.workers_persona(row),
+                                                                    memory[row][-1]))
+                    for row in rows.tolist()]
         results = self.client.run_batch(requests)
         ratio = np.ones(rows.size)
         for i, result in enumerate(results):
             if result.ok:
-                ratio[i] = 1.0 if result.value.ANSWER == "YES" else 0.5
+                ratio[i] = 1.0 if style.satisfied(result.value) else 0.5
             else:
                 self.failures += 1
-        memory = self.memory
         for row, r in zip(rows.tolist(), ratio.tolist(), strict=True):
             last = memory[row][-1]
             memory[row][-1] = dataclasses.replace(last, utility=last.utility * r)
@@ -233,11 +222,11 @@ class LLMWorkerMind(WorkerMind):
 class LLMPlannerRule(PlannerRule):
     """In-context RL planner: one request per tax year with the per-year record so far.
 
-    ``paper`` mode asks for DELTA per bracket, clipped to [-20, 20] points and rounded to
-    10 (clipped answers are counted); ``improved`` asks for absolute rates in whole percent.
-    The prompt keeps one line per tax year (rates, objective, mean hours, Gini) and the best
-    year so far, trimmed to the last ``max_years`` years so it does not grow with the run or
-    the population.
+    The run's prompt style writes the prompt and reads the answer: ``paper`` asks for DELTA per bracket,
+    clipped to [-20, 20] points and rounded to 10 (clipped answers are counted); ``improved`` asks for
+    absolute rates in whole percent. The prompt keeps one line per tax year (rates, objective, mean hours,
+    Gini) and the best year so far, trimmed to the last ``max_years`` years so it does not grow with the run
+    or the population.
     """
 
     needs_llm = True
@@ -250,9 +239,9 @@ class LLMPlannerRule(PlannerRule):
         self.last_exchange: tuple[list[dict], str | None] | None = None
 
     def initial_rates(self, model):
-        self.client, self.mode, self.run_id = model.llm, model.params.prompt_mode, model.params.run_id
-        starts_at_half = self.mode == "paper" and model.params.initial_rates is None  # the reference's start
-        return np.full(model.schedule.n_brackets, 0.5) if starts_at_half else None
+        params = model.params
+        self.client, self.style, self.run_id = model.llm, PROMPT_STYLES[params.prompt_mode](), params.run_id
+        return self.style.initial_rates(model.schedule.n_brackets) if params.initial_rates is None else None
 
     def record_year(self, model) -> None:
         self.years.append({"year": model.tax_year - 1, "rates": tuple(map(float, model.schedule.rates)),
@@ -260,57 +249,20 @@ class LLMPlannerRule(PlannerRule):
                            "gini": float(model.gini_post_tax)})
 
     def messages(self, model) -> list[dict]:
-        n = model.schedule.n_brackets
-        brackets = model.schedule.describe()
-        first = self.years[0]["objective"]
-        # Near the optimum a one-point move changes the objective in its 6th or 7th significant digit, so the
-        # improved prompt shows 10 significant digits and the change since the first year to the same decimals.
-        decimals = int(np.clip(9 - np.floor(np.log10(abs(first))), 0, 15)) if np.isfinite(first) and first else 10
-
-        def objective(year: dict) -> str:
-            if self.mode == "paper":
-                return f"{year['objective']:.6g}"
-            return (f"{year['objective']:.{decimals}f} (change since year {self.years[0]['year']}: "
-                    f"{year['objective'] - first:+.{decimals}f})")
-
-        table = "\n".join(
-            f"year {y['year']}: rates % {' '.join(f'{100 * r:.0f}' for r in y['rates'])} | objective "
-            f"{objective(y)} | mean hours {y['mean_hours']:.1f} | Gini {y['gini']:.3f}"
-            for y in self.years[-self.max_years:])
-        best = max(self.years, key=lambda y: y["objective"])
-        best_line = (f"Best so far: year {best['year']}, rates % {' '.join(f'{100 * r:.0f}' for r in best['rates'])}, "
-                     f"objective {objective(best)}.")
         final = model.period + model.tax_year_length >= model.max_steps
-        cue = "Choose the best rates you have seen." if final else "Try rates that may do better."
-        if self.mode == "paper":
-            system = ("You are an expert tax planner who sets marginal tax rates to maximize social welfare (SWF). "
-                      "Taxes are redistributed evenly to all workers. "
-                      f"There are {n} tax brackets: {brackets}. Each tax rate can be changed by DELTA=[-20, -10, 0, 10, "
-                      "20] percent; rates stay between 0 and 100. "
-                      f'Your output MUST be a JSON like {{"DELTA": [{", ".join(["X"] * n)}]}}.')
-        else:
-            system = ("You are a tax planner. You set one marginal income-tax rate per bracket, in whole percent from 0 "
-                      f"to 100, to maximize the objective ({model.objective_name}); all revenue is returned as an "
-                      f"equal rebate. Brackets: {brackets}. "
-                      f'Answer with JSON: {{"rates": [{n} numbers], "reason": "at most 160 characters"}}.')
-        user = f"Record by tax year:\n{table}\n{best_line}\n{cue}"
-        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.style.planner_messages(self.years, model.schedule, model.objective_name,
+                                           max_years=self.max_years, final=final)
 
     def decide(self, model):
         self.record_year(model)
         current = model.schedule.rates
         request = LLMRequest(key=(self.run_id, model.period, "plan", "planner"), messages=self.messages(model),
-                             schema=sized(PaperDelta if self.mode == "paper" else PlannerAnswer, current.size))
+                             schema=self.style.rates_schema(current.size))
         result = self.client.run_batch([request])[0]
         self.last_exchange = (request.messages, result.raw)
-        values = None
-        if result.ok:
-            values = np.asarray(result.value.DELTA if self.mode == "paper" else result.value.rates, dtype=float)
-        if values is None or values.size != current.size or not np.all(np.isfinite(values)):
+        answer = result.value if result.ok else None
+        rates = self.style.decode_rates(answer, current, owner=self, llm=self.client)
+        if rates is None:
             self.failures += 1
             return current
-        if self.mode == "paper":
-            rates, clipped = paper_delta(current, values)
-            count_clipped(self, self.client, int(clipped))
-            return rates
-        return values / 100  # validated whole percents in [0, 100]
+        return rates

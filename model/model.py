@@ -102,8 +102,10 @@ class EconomyModel(mesa.Model):
             left out is read from the environment (``LLM_BACKEND``, ``LLM_BASE_URL``, ``LLM_MODEL``, ``LLM_STORE``,
             ``LLM_STORE_MODE``), else its default (``auto``; none; the server's; ``results/llm-responses.sqlite``;
             ``record``).
-        prompt_mode: ``improved`` (default) or ``paper`` prompts for LLM minds.
-        history_length: steps of its own history an LLM worker sees (default 50 in paper mode, 8 improved).
+        prompt_mode: the prompt style of LLM minds, a registered one (``improved``, the default, ``paper``, or
+            one of yours; see :mod:`agents.prompt_styles`).
+        history_length: steps of its own history an LLM worker sees (default: the style's, 50 for ``paper``,
+            8 for ``improved``).
         archetypes: with LLM workers, decide per archetype (K clusters) instead of per worker (0 = off).
         run_id: identity of the run in the LLM response store (for replay and resume).
         llm_concurrency: requests in flight at once (default ``LLM_CONCURRENCY``).

@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 import agents.llm_minds  # noqa: F401 (registers the LLM mind and planner)
 from agents.network import NETWORKS
 from agents.planner import PLANNERS, PlannerRule, rule_options
-from agents.prompts import PROMPT_MODES
+from agents.prompt_styles import PROMPT_STYLES
 from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
 from calibration.population import DEFAULT_SOURCE, SOURCES
 from model.scenarios import SCENARIOS
@@ -144,7 +144,7 @@ class EconomyParams(BaseModel):
         description="SQLite file of the LLM answers (default: $LLM_STORE, else results/llm-responses.sqlite)")] = None
     llm_store_mode: Annotated[str | None, choice(STORE_MODES, "store mode"), Field(
         description="record, replay or off (default: $LLM_STORE_MODE, else record)")] = None
-    prompt_mode: Annotated[str, choice(PROMPT_MODES, "prompt mode"),
+    prompt_mode: Annotated[str, choice(PROMPT_STYLES, "prompt mode"),
                            Field(description="prompt style of LLM minds")] = "improved"
     history_length: Annotated[Int | None, Field(ge=0, le=10_000),
                               Field(description="steps of its own history an LLM worker sees (default: the prompt mode's)")] = None

@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from agents.prompts import WorkerMemory, worker_messages
+from agents.prompt_styles import PROMPT_STYLES
+from agents.prompts import WorkerMemory
 from model.model import EconomyModel
 from tests.llm_server import FaultServer
 
@@ -89,9 +90,9 @@ def test_failures_keep_last_hours_and_are_counted(tmp_path):
 def paper_messages(**overrides):
     history = [WorkerMemory(k, (0.5, 0.5, 0.5), 100.0, h, 100.0 * h, 50.0 * h, 3000.0, 50.0 * h + 3000.0, u)
                for k, (h, u) in enumerate([(40, 10.0), (50, 12.0), (60, 11.0), (60, 11.0)])]
-    options = dict(worker=3, skill=100.0, history=history, history_length=50, exploit=False, mode="paper")
+    options = dict(worker=3, skill=100.0, history=history, history_length=50, exploit=False)
     options.update(overrides)
-    return worker_messages(**options)
+    return PROMPT_STYLES["paper"]().worker_messages(**options)
 
 
 @pytest.mark.parametrize("element", [

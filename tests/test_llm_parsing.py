@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from agents.llm_voting import Ballot, Candidacy
-from agents.prompts import PaperDelta, PaperLabor, PlannerAnswer, WorkerAnswer, sized, worker_answer
+from agents.prompts import (Ballot, Candidacy, PaperDelta, PaperLabor, PlannerAnswer, WorkerAnswer, sized,
+                            worker_answer)
 from llm_runtime import FailureKind
 from llm_runtime.parsing import extract_json, parse_answer, response_format
 from tests.llm_helpers.common import Work
@@ -229,8 +229,8 @@ def test_braces_in_prose_are_not_a_second_object():
 def test_the_strict_schema_is_the_one_openai_python_makes_for_every_answer_the_project_asks_for():
     from openai.lib._parsing import type_to_response_format_param  # private there: compared here, not used
 
-    from agents.llm_voting import Ballot, Candidacy, PaperBallot, PaperCandidacy
-    from agents.prompts import PaperDelta, PaperLabor, PlannerAnswer, Satisfaction, sized, worker_answer
+    from agents.prompts import (Ballot, Candidacy, PaperBallot, PaperCandidacy, PaperDelta, PaperLabor,
+                                PlannerAnswer, Satisfaction, sized, worker_answer)
     from llm_runtime.parsing import response_format
 
     schemas = [Ballot, Candidacy, PaperBallot, PaperCandidacy, PaperLabor, Satisfaction, worker_answer(100.0),

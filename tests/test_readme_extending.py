@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -25,17 +28,17 @@ def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def run_py(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    """A README's `python run.py ...` line, run with this interpreter from ``cwd``."""
+def run_py(command: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A README's `python run.py ...` line, run with this interpreter from ``cwd`` (with ``env`` added)."""
     words = shlex.split(command)
     assert words[:2] == ["python", "run.py"]
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *words[2:]], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=dict(os.environ, **(env or {})))
 
 
-def test_the_section_has_the_four_examples():
+def test_the_section_has_its_examples_in_order():
     assert [language for language, _ in blocks()] == ["python", "python", "bash", "python", "python", "python",
-                                                      "bash", "python"]
+                                                      "bash", "python", "python", "bash", "python"]
 
 
 def test_a_per_agent_worker_rule(tmp_path):
@@ -103,3 +106,27 @@ def test_a_model_class_that_is_not_an_economy_model_exits_2_naming_the_flag(tmp_
         assert code == 2 and len(lines) == 1, (spec, lines)
         assert lines[0].startswith("run.py: error: --model-class: ") and "EconomyModel" in lines[0], lines[0]
         assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow  # starts a test LLM server
+def test_a_prompt_style_from_the_users_file_via_run_py(tmp_path):
+    from tests.llm_server import FaultServer
+
+    (_, plugin), (_, command), (_, read) = blocks()[8:11]
+    (tmp_path / "my_styles.py").write_text(plugin, encoding="utf-8")
+    systems = []
+
+    def script(messages):
+        systems.append(messages[0]["content"])
+        return {"hours": 40, "reason": "scripted"}
+
+    with FaultServer(script=script) as server:
+        env = {"LLM_BASE_URL": server.base_url, "LLM_MODEL": "fault-model", "LLM_BACKEND": "openai"}
+        done = run_py(command, tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "results" / "plain-words" / "config.json").read_text())
+    assert config["settings"]["prompt_mode"] == "plain_words"
+    assert len(systems) == 10 and all(s.startswith("Pick how many hours a week you work") for s in systems)
+    done = run_python(read, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == systems[0]

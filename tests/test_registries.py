@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from agents.planner import PLANNERS, FixedRule
+from agents.prompt_styles import PROMPT_STYLES, PaperStyle
 from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
 from model.model import EconomyModel
 from model.params import BACKENDS, STORE_MODES, EconomyParams
@@ -160,11 +161,33 @@ def test_an_entry_of_the_wrong_kind_is_refused_when_it_registers():
         WORKER_MINDS.register("y")(42)
     with pytest.raises(ValueError, match="must be a subclass of PlannerRule"):
         PLANNERS.register("z", type("NotARule", (), {}))
-    for registry in (SCENARIOS, OBJECTIVES):
+    for registry in (SCENARIOS, OBJECTIVES, PROMPT_STYLES):
         with pytest.raises(ValueError, match="must be a subclass of"):
             registry.register("w", lambda: None)
-    assert not {"x", "y", "z"} & {*PLANNERS, *WORKER_MINDS} and "w" not in SCENARIOS and "w" not in OBJECTIVES
+    assert not {"x", "y", "z"} & {*PLANNERS, *WORKER_MINDS}
+    assert "w" not in SCENARIOS and "w" not in OBJECTIVES and "w" not in PROMPT_STYLES
     rule = type("TestRule", (PlannerRule,), {})
     assert PLANNERS.register("test_subclass_rule", rule, replace=True) is rule
     assert PLANNERS["test_subclass_rule"] is rule
     assert Registry("thing").register("anything", 42) == 42  # a registry without a base takes any entry
+
+
+def test_a_user_prompt_style_is_accepted_by_name_and_writes_the_prompts():
+    from tests.test_prompt_capture import ScriptedClient
+
+    @PROMPT_STYLES.register("test_short_planner", replace=True)
+    class ShortPlanner(PaperStyle):
+        def planner_system(self, n_brackets, brackets, objective_name):
+            return f"Change each of the {n_brackets} rates by DELTA points."
+
+    client = ScriptedClient()
+    model = EconomyModel(workers=3, worker_mind="llm", planner="llm", prompt_mode="test_short_planner",
+                         tax_year_length=1, max_steps=2, agent_interval=0, llm=client, rng=1)
+    client.brackets = model.schedule.n_brackets
+    model.run_for(2)
+    plan = [request for request in client.requests if request.key[2] == "plan"]
+    assert plan[0].messages[0]["content"] == "Change each of the 7 rates by DELTA points."
+    assert plan[0].schema.__name__ == "PaperDelta7" and model.worker_mind.history_length == 50
+    assert dict(model.planner.history)[0] == (0.5,) * 7  # the paper style's start, inherited
+    with pytest.raises(ParameterError, match=r"^prompt_mode: unknown prompt mode 'nope'; allowed: improved, "):
+        EconomyModel(prompt_mode="nope")

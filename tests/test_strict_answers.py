@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from agents.prompts import paper_delta
+from agents.prompt_styles import paper_delta
 from llm_runtime import LLMClient, LLMConfig
 from model.model import EconomyModel
 from tests.llm_server import FaultServer
