@@ -180,6 +180,7 @@ def test_openai_without_key_fails_before_writing_results(tmp_path, capsys, monke
     ("run --out {tmp}/afile/sub", None, "--out"),
     ("nonsense --help", None, "command"),
 ])
+@pytest.mark.slow  # a process each
 def test_bad_input_in_a_subprocess(args, toml, field, tmp_path):
     prepare(tmp_path, toml)
     before = listing(tmp_path)
@@ -189,6 +190,7 @@ def test_bad_input_in_a_subprocess(args, toml, field, tmp_path):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow  # a process each
 def test_help_exits_0_and_documents_every_option_with_its_default():
     done = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)

@@ -160,6 +160,7 @@ def test_invalid_input_shows_an_error_and_disables_stepping_until_corrected():
     assert model.value.time == 1
 
 
+@pytest.mark.slow  # seconds of rendering and stepping
 def test_components_update_after_a_step():
     # a black-box planner with one-step tax years changes the rates, hours and incomes every step
     model = solara.reactive(DashboardEconomy(**{**SMALL, "planner": "blackbox", "tax_year_length": 1}))
@@ -269,6 +270,7 @@ def test_worker_inspector_shows_the_last_prompt_and_answer_of_an_llm_mind():
     assert "Tax rates: 10%, 12%." in text and '{"hours": 41}' in text
 
 
+@pytest.mark.slow  # seconds of rendering and stepping
 def test_baselines_match_direct_runs_and_are_cached():
     model = DashboardEconomy(**SMALL)
     series = baselines.baseline_objectives(model.model_kwargs)
@@ -285,6 +287,7 @@ def test_baselines_skip_us_federal_off_us_brackets_and_the_oracle_for_large_popu
     assert baselines.baseline_planners(large) == ("us_federal", "saez")
 
 
+@pytest.mark.slow  # seconds of rendering and stepping
 def test_app_page_is_solaraviz_with_every_panel_on_its_page():
     assert app.page.component.name == "SolaraViz"
     assert app.page.kwargs["model_params"] is CONTROLS
@@ -299,6 +302,7 @@ def test_app_page_is_solaraviz_with_every_panel_on_its_page():
     assert rc.find(v.TextField, label="Worker index (0-99)").widgets
 
 
+@pytest.mark.slow  # a pytest process
 @pytest.mark.parametrize("required", ["", "1"])
 def test_browser_tests_skip_without_chromium_unless_required(required):
     env = {**os.environ, "DASHBOARD_CHROMIUM": "/nonexistent/chromium", "REQUIRE_BROWSER": required}

@@ -38,6 +38,7 @@ def test_calibrated_us_2025_hours():
     assert model.share_at_cap < 0.05
 
 
+@pytest.mark.slow  # an oracle at a user's size
 def test_default_objective_oracle_keeps_people_working():
     model = EconomyModel(workers=300, planner="oracle", planner_options={"max_evaluations": 1200}, max_steps=3,
                          agent_interval=0, rng=3)

@@ -15,6 +15,8 @@ from model.model import EconomyModel
 from public_finance.optimal_tax import stackelberg_evaluator
 from tests.llm_server import FaultServer
 
+pytestmark = pytest.mark.slow  # oracles at the sizes users run: seconds of CPU each, not in the quick subset
+
 YEAR_LINE = re.compile(r"^year (\d+): rates % ([\d ]+) \| objective ([-+\d.]+)", re.M)
 WORKERS, SEED, TAX_YEAR, YEARS = 200, 1, 10, 60
 

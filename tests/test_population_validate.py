@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from calibration import validate
 
 
+@pytest.mark.slow  # a process
 def test_validate_module_prints_every_section_and_passes():
     result = subprocess.run(
         [sys.executable, "-m", "calibration.validate"], capture_output=True, text=True, timeout=120

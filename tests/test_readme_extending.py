@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -108,7 +110,6 @@ def test_a_model_class_that_is_not_an_economy_model_exits_2_naming_the_flag(tmp_
         assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.slow  # starts a test LLM server
 def test_a_prompt_style_from_the_users_file_via_run_py(tmp_path):
     from tests.llm_server import FaultServer
 

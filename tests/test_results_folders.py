@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import run
 from experiments.config import resolve
+
+pytestmark = pytest.mark.slow  # starts servers, processes or a browser: not in the quick subset
 
 ROOT = Path(__file__).parent.parent
 SMALL = ["--worker-mind", "rational", "--planner", "blackbox", "--workers", "5", "--steps", "2",

@@ -11,6 +11,8 @@ from model.model import EconomyModel
 from public_finance.economy import IsoelasticPreferences, LinearPreferences, best_response, equilibrium, settle
 from public_finance.taxes import TaxSchedule
 
+pytestmark = pytest.mark.slow  # oracles at the sizes users run: seconds of CPU each, not in the quick subset
+
 SEED = 1
 
 
