@@ -164,7 +164,7 @@ class WorkerMemory:
     @functools.cached_property
     def best_line(self) -> str:
         """This step as an entry of an improved-style "best so far" list."""
-        return f"step {self.period}: {self.hours:.1f} h, utility {self.utility:.4f}"
+        return f"year {self.period}: {self.hours:.1f} h, utility {self.utility:.4f}"
 
 
 def percent(rates) -> str:
@@ -217,6 +217,7 @@ def pay_table(schedule, skills, rebate: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def history_line(memory: WorkerMemory) -> str:
-    """One step of an improved-style history: compact, so the prompt stays short."""
+    """One step of an improved-style history, which the worker reads as a year of work (its income is a year's,
+    as its prompt says): compact, so the prompt stays short."""
     rate = "" if np.isnan(memory.marginal_rate) else f", marginal rate {100 * memory.marginal_rate:.0f}%"
-    return f"step {memory.period}: {memory.hours:.1f} h{rate}, take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}"
+    return f"year {memory.period}: {memory.hours:.1f} h{rate}, take-home {memory.post_tax:,.0f}, utility {memory.utility:.4f}"

@@ -141,9 +141,10 @@ def test_improved_prompt_shares_its_prefix_and_bounds_its_history(server, tmp_pa
     shared = first[1]["content"].split("\n")[0]
     assert shared.startswith("Tax brackets this year:") and second[1]["content"].startswith(shared + "\nYou: ")
     user = first[1]["content"]
-    assert user.count("\nstep ") == 8 and "\nstep 12: " in user and "\nstep 4: " not in user
+    assert "Your recent years:\n" in user  # one step is a year of the worker's work, labelled as such
+    assert user.count("\nyear ") == 8 and "\nyear 12: " in user and "\nyear 4: " not in user
     memory = model.worker_mind.memory[0][-2]  # the last prompt (step 13) shows steps 5 to 12
-    assert f"step 12: {memory.hours:.1f} h, marginal rate {100 * memory.marginal_rate:.0f}%" in user
+    assert f"year 12: {memory.hours:.1f} h, marginal rate {100 * memory.marginal_rate:.0f}%" in user
     assert max(lengths[9:]) - min(lengths[9:]) < 40  # a full window: the prompt no longer grows
 
 
