@@ -1,4 +1,5 @@
-"""Named registries for what users extend: minds, planners, scenarios, objectives, networks, populations.
+"""Named registries for what users extend: minds, planners, scenarios, objectives, networks, populations,
+bracket sets, presets and prompt styles.
 
 The project's own entries register exactly as a user's do::
 
@@ -18,12 +19,14 @@ from collections.abc import Callable, Iterator
 class Registry[T]:
     """A name -> entry mapping, filled with :meth:`register` (a decorator or a plain call).
 
-    ``base`` (a class, or a tuple of them), where set, is what an entry must subclass: anything else is refused
-    with a ValueError when it is registered, not when a run first uses it."""
+    ``base`` (a class, or a tuple of them), where set, is what an entry must subclass, or with ``instances=True``
+    be an instance of (for entries that are values, such as bracket sets): anything else is refused with a
+    ValueError when it is registered, not when a run first uses it."""
 
-    def __init__(self, kind: str, base: type | tuple[type, ...] | None = None):
+    def __init__(self, kind: str, base: type | tuple[type, ...] | None = None, *, instances: bool = False):
         self.kind = kind
         self.base = base
+        self.instances = instances
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T | None = None, *, replace: bool = False) -> Callable[[T], T] | T:
@@ -32,16 +35,22 @@ class Registry[T]:
             raise ValueError(f"{self.kind}: a registered name must be an identifier, got {name!r}")
 
         def add(value: T) -> T:
-            if self.base is not None and not (isinstance(value, type) and issubclass(value, self.base)):
+            if self.base is not None and not self._fits(value):
                 bases = self.base if isinstance(self.base, tuple) else (self.base,)
-                raise ValueError(f"{self.kind}: {name!r} must be a subclass of "
-                                 f"{' or '.join(b.__name__ for b in bases)}, not {value!r}")
+                what = "an instance" if self.instances else "a subclass"
+                raise ValueError(f"{self.kind}: {name!r} must be {what} of "
+                                 f"{' or '.join(b.__name__ for b in bases)}, not {_short(value)}")
             if name in self._entries and not replace and self._entries[name] is not value:
                 raise ValueError(f"{self.kind}: {name!r} is already registered (pass replace=True to replace it)")
             self._entries[name] = value
             return value
 
         return add if entry is None else add(entry)
+
+    def _fits(self, value: object) -> bool:
+        if self.instances:
+            return isinstance(value, self.base)
+        return isinstance(value, type) and issubclass(value, self.base)
 
     def __getitem__(self, name: str) -> T:
         try:
@@ -63,3 +72,9 @@ class Registry[T]:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self)})"
+
+
+def _short(value: object) -> str:
+    """A refused entry's repr on one line, cut short: the error names it, it need not print it whole."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -45,7 +45,7 @@ class PlannerRule:
         return model.schedule.rates
 
 
-PLANNERS: Registry[type[PlannerRule]] = Registry("planner")
+PLANNERS: Registry[type[PlannerRule]] = Registry("planner", base=PlannerRule)
 
 
 @PLANNERS.register("fixed")

@@ -137,7 +137,7 @@ class WorkerMind:
                 LeaderRule(binding=params.binding_platforms))
 
 
-WORKER_MINDS: Registry[type] = Registry("worker mind")
+WORKER_MINDS: Registry[type] = Registry("worker mind", base=(WorkerMind, WorkerAgent))
 """Worker minds: :class:`WorkerMind` subclasses (batched) or :class:`WorkerAgent` subclasses (per agent)."""
 
 

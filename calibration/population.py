@@ -1,50 +1,55 @@
 """Population sources: where a model's workers come from.
 
-A source is a function ``(n, rng) -> pandas.DataFrame`` with one row per worker and at
-least a ``skill`` column: annual income per weekly hour, so a worker's income is skill x
-weekly hours (for ``census``, skill = hourly wage x 52). Other columns (hourly_wage, age,
-sex, occupation, ...) are carried onto the agents as attributes. All randomness
-comes from the ``rng`` passed in, which the model hands over from its own ``rng``.
+A source is a :class:`PopulationSource` subclass registered in :data:`POPULATION_SOURCES`. Its
+``sample(n, rng)`` returns a ``pandas.DataFrame`` with one row per worker and at least a ``skill`` column:
+annual income per weekly hour, so a worker's income is skill x weekly hours (for ``census``, skill = hourly
+wage x 52). Other columns (hourly_wage, age, sex, occupation, ...) are carried onto the agents as attributes.
+All randomness comes from the ``rng`` passed in, which the model hands over from its own ``rng``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from calibration.gb2 import sample_gb2_skills
-
-PopulationSource = Callable[[int, np.random.Generator], pd.DataFrame]
-
-
-def paper_gb2(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """The reference implementation's prior: i.i.d. GB2 skills, no demographics."""
-    return pd.DataFrame({"skill": sample_gb2_skills(n, rng)})
+from registry import Registry
 
 
-def census(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Employed wage earners from BLS and CPS tables: hourly wage, occupation, sex, age, household."""
-    from calibration.census import census as sample  # deferred: builds tables from data files
+class PopulationSource:
+    """Where workers come from: subclass it, define :meth:`sample` and register it in POPULATION_SOURCES."""
 
-    return sample(n, rng)
+    def sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        raise NotImplementedError
 
 
-SOURCES: dict[str, PopulationSource] = {"paper_gb2": paper_gb2, "census": census}
+POPULATION_SOURCES: Registry[type[PopulationSource]] = Registry("population source", base=PopulationSource)
 DEFAULT_SOURCE = "census"
 
 
-def register_source(name: str, source: PopulationSource) -> None:
-    """Make ``source`` available to models as ``population=name``."""
-    SOURCES[name] = source
+@POPULATION_SOURCES.register("paper_gb2")
+class PaperGB2(PopulationSource):
+    """The reference implementation's prior: i.i.d. GB2 skills, no demographics."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        return pd.DataFrame({"skill": sample_gb2_skills(n, rng)})
+
+
+@POPULATION_SOURCES.register("census")
+class Census(PopulationSource):
+    """Employed wage earners from BLS and CPS tables: hourly wage, occupation, sex, age, household."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        from calibration.census import census as sample  # deferred: builds tables from data files
+
+        return sample(n, rng)
 
 
 def sample_population(source: str, n: int, rng: np.random.Generator) -> pd.DataFrame:
     """Draw ``n`` workers from the named source."""
-    if source not in SOURCES:
-        raise ValueError(f"population: unknown source {source!r}; allowed: {', '.join(sorted(SOURCES))}")
-    frame = SOURCES[source](n, rng)
+    if source not in POPULATION_SOURCES:
+        raise ValueError(f"population: unknown source {source!r}; allowed: {', '.join(sorted(POPULATION_SOURCES))}")
+    frame = POPULATION_SOURCES[source]().sample(n, rng)
     if "skill" not in frame.columns or len(frame) != n:
         raise ValueError(f"population: source {source!r} must return {n} rows with a 'skill' column")
     return frame

@@ -287,7 +287,7 @@ def statutory(brackets: str | None, preset: str) -> bool:
     from model.params import PRESETS
     from public_finance.taxes import bracket_set
 
-    return bracket_set(brackets or PRESETS[preset]["brackets"]).statutory
+    return bracket_set(brackets or PRESETS[preset].brackets).statutory
 
 
 def _skipped(s: dict) -> list[str]:

@@ -130,7 +130,7 @@ class EconomyModel(mesa.Model):
         self.workforce = self._draw_workforce(params)
         self.bracket_set = bracket_set(params.brackets)
         schedule = self.bracket_set.schedule(params.initial_rates, deduction=params.standard_deduction)
-        self.preferences = PRESETS[params.preset]["preferences"](self.workforce.skill, params)
+        self.preferences = PRESETS[params.preset].preferences(self.workforce.skill, params)
         self._owns_llm = llm is None and params.needs_llm
         self.llm = llm_client(params) if self._owns_llm else llm
         mind = WORKER_MINDS[params.worker_mind]

@@ -9,6 +9,8 @@ A bad value raises :class:`validation.ParameterError`: one line naming the field
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 from typing import Annotated, Any
 
@@ -18,10 +20,10 @@ from pydantic_core import PydanticCustomError
 
 import agents.llm_minds  # noqa: F401 (registers the LLM mind and planner)
 from agents.network import NETWORKS
-from agents.planner import PLANNERS, PlannerRule, rule_options
+from agents.planner import PLANNERS, rule_options
 from agents.prompt_styles import PROMPT_STYLES
-from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
-from calibration.population import DEFAULT_SOURCE, SOURCES
+from agents.worker import WORKER_MINDS
+from calibration.population import DEFAULT_SOURCE, POPULATION_SOURCES
 from model.scenarios import SCENARIOS
 from public_finance.economy import HOURS_CAP, IsoelasticPreferences, LinearPreferences, calibrate_disutility
 from public_finance.taxes import BRACKET_SETS, bracket_set
@@ -30,9 +32,6 @@ from registry import Registry
 from validation import ParameterError, allowed, choice, validate
 
 CALIBRATION_BRACKETS = "us_2025_single"
-# what a planner rule and a worker mind must be: anything else is refused when it is registered
-PLANNERS.base = PlannerRule
-WORKER_MINDS.base = (WorkerMind, WorkerAgent)
 
 
 def calibrated_preferences(skills, params) -> IsoelasticPreferences:
@@ -41,14 +40,27 @@ def calibrated_preferences(skills, params) -> IsoelasticPreferences:
                                 frisch=params.frisch, cap=HOURS_CAP)
 
 
-PRESETS: Registry[dict] = Registry("preset")
-"""Presets: the defaults of the economics (brackets, planner, objective, ...) and how preferences are built."""
-PRESETS.register("calibrated", {"brackets": "us_2025_single", "planner": "us_federal", "population": DEFAULT_SOURCE,
-                                "objective": "utilitarian", "hours_grid": 0.0, "standard_deduction": True,
-                                "preferences": calibrated_preferences})
-PRESETS.register("paper", {"brackets": "three", "planner": "fixed", "population": "paper_gb2",
-                           "objective": "paper_swf", "hours_grid": 10.0, "standard_deduction": False,
-                           "preferences": lambda skills, params: LinearPreferences()})
+@dataclass(frozen=True)
+class Preset:
+    """The defaults of the economics (brackets, planner, population, objective, ...) and how preferences are built."""
+
+    brackets: str
+    planner: str
+    population: str
+    objective: str
+    hours_grid: float
+    standard_deduction: bool
+    preferences: Callable[[np.ndarray, EconomyParams], Any]  # (skills, params) -> preferences
+
+
+PRESETS: Registry[Preset] = Registry("preset", base=Preset, instances=True)
+"""Presets by name; ``preset=name`` picks one."""
+PRESETS.register("calibrated", Preset(brackets="us_2025_single", planner="us_federal", population=DEFAULT_SOURCE,
+                                      objective="utilitarian", hours_grid=0.0, standard_deduction=True,
+                                      preferences=calibrated_preferences))
+PRESETS.register("paper", Preset(brackets="three", planner="fixed", population="paper_gb2", objective="paper_swf",
+                                 hours_grid=10.0, standard_deduction=False,
+                                 preferences=lambda skills, params: LinearPreferences()))
 BACKENDS = ("auto", "openai", "embedded")
 STORE_MODES = ("record", "replay", "off")
 MAX_WORKERS = 10_000_000
@@ -110,7 +122,7 @@ class EconomyParams(BaseModel):
     agent_interval: Annotated[Int, Field(ge=0, le=1_000_000),
                               Field(description="collect worker data every N steps (0 = never)")] = 1
     skills: Annotated[Any, Field(description="explicit skills, an array (default: drawn from the population)")] = None
-    population: Annotated[str | None, choice(SOURCES, "population"),
+    population: Annotated[str | None, choice(POPULATION_SOURCES, "population"),
                           Field(description="population source (default: the preset's)")] = None
     initial_rates: Annotated[list[Number] | None, Field(json_schema_extra={  # the schedule checks each is in [0, 1]
                                  "allowed": "one rate in [0, 1] per bracket, comma-separated"}),
@@ -159,7 +171,7 @@ class EconomyParams(BaseModel):
     def _resolve(self) -> EconomyParams:
         """Fill the preset's defaults, then check the rules that tie fields together."""
         defaults = PRESETS[self.preset]
-        resolved = {name: getattr(self, name) if getattr(self, name) is not None else defaults[name]
+        resolved = {name: getattr(self, name) if getattr(self, name) is not None else getattr(defaults, name)
                     for name in ("brackets", "planner", "population", "objective", "hours_grid", "standard_deduction")}
         resolved["network"] = self.network or SCENARIOS[self.scenario_name].default_network
         for name, value in resolved.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from registry import Registry
 from validation import ParameterError
 
 TAX_TABLE = Path(__file__).parent / "data" / "us_federal_income_tax_brackets_taxcalc_6_8_0.csv"
@@ -105,6 +106,9 @@ class BracketSet:
     standard_deduction: float = 0.0
     statutory: bool = False
 
+    def __post_init__(self):
+        self.schedule()  # edges from 0, increasing, one default rate in [0, 1] per bracket: checked when made
+
     def schedule(self, rates=None, *, deduction: bool = True) -> TaxSchedule:
         rates = self.default_rates if rates is None else rates
         return TaxSchedule(np.array(self.edges), np.asarray(rates, float), self.standard_deduction if deduction else 0.0)
@@ -130,18 +134,16 @@ def _us_bracket_set(year: int, status: str = "single") -> BracketSet:
 
 PAPER_INITIAL_RATE = 0.5
 
-_BUILTIN = {
-    "three": lambda: BracketSet("three", (0.0, 90_000.0, 159_100.0), (PAPER_INITIAL_RATE,) * 3),
-    "flat": lambda: BracketSet("flat", (0.0,), (PAPER_INITIAL_RATE,)),
-    "us_2024_single": lambda: _us_bracket_set(2024),
-    "us_2025_single": lambda: _us_bracket_set(2025),
-}
-
-BRACKET_SETS = tuple(_BUILTIN)
+BRACKET_SETS: Registry[BracketSet] = Registry("bracket set", base=BracketSet, instances=True)
+"""Bracket sets by name; ``brackets=name`` picks one (``three`` is the paper's)."""
+BRACKET_SETS.register("three", BracketSet("three", (0.0, 90_000.0, 159_100.0), (PAPER_INITIAL_RATE,) * 3))
+BRACKET_SETS.register("flat", BracketSet("flat", (0.0,), (PAPER_INITIAL_RATE,)))
+BRACKET_SETS.register("us_2024_single", _us_bracket_set(2024))
+BRACKET_SETS.register("us_2025_single", _us_bracket_set(2025))
 
 
 def bracket_set(name: str) -> BracketSet:
-    """Look up a named bracket set: ``three`` (paper), ``flat``, ``us_2024_single``, ``us_2025_single``."""
-    if name not in _BUILTIN:
+    """Look up a registered bracket set: ``three`` (paper), ``flat``, ``us_2024_single``, ``us_2025_single``, ..."""
+    if name not in BRACKET_SETS:
         raise ValueError(f"brackets: unknown bracket set {name!r}; allowed: {', '.join(BRACKET_SETS)}")
-    return _BUILTIN[name]()
+    return BRACKET_SETS[name]

@@ -199,7 +199,7 @@ def test_columns_types_and_skill_convention():
 
 
 def test_census_is_default_and_seeded():
-    assert population.DEFAULT_SOURCE == "census" and "paper_gb2" in population.SOURCES
+    assert population.DEFAULT_SOURCE == "census" and "paper_gb2" in population.POPULATION_SOURCES
     a = population.sample_population("census", 500, np.random.default_rng(7))
     b = population.sample_population("census", 500, np.random.default_rng(7))
     c = population.sample_population("census", 500, np.random.default_rng(8))

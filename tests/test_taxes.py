@@ -26,7 +26,7 @@ def test_2025_single_wages_with_standard_deduction():
 
 
 def test_named_sets():
-    assert BRACKET_SETS == ("three", "flat", "us_2024_single", "us_2025_single")
+    assert BRACKET_SETS.names() == ("three", "flat", "us_2024_single", "us_2025_single")
     assert bracket_set("three").edges == (0.0, 90_000.0, 159_100.0)
     assert bracket_set("flat").edges == (0.0,)
     assert bracket_set("us_2024_single").default_rates == (0.10, 0.12, 0.22, 0.24, 0.32, 0.35, 0.37)

@@ -20,7 +20,7 @@ SHARED_ARGUMENTS = ("workers", "preset", "brackets", "objective", "tax_year_leng
 def baseline_planners(model_kwargs: dict) -> tuple[str, ...]:
     """Baselines that apply: US federal only on US brackets, the oracle only up to 500 workers."""
     preset = model_kwargs.get("preset", "calibrated")
-    brackets = model_kwargs.get("brackets") or PRESETS[preset]["brackets"]
+    brackets = model_kwargs.get("brackets") or PRESETS[preset].brackets
     names = [name for name in BASELINES if name != "us_federal" or bracket_set(brackets).statutory]
     if model_kwargs.get("workers", 100) > ORACLE_MAX_WORKERS:
         names.remove("oracle")
