@@ -191,3 +191,94 @@ def test_a_user_prompt_style_is_accepted_by_name_and_writes_the_prompts():
     assert dict(model.planner.history)[0] == (0.5,) * 7  # the paper style's start, inherited
     with pytest.raises(ParameterError, match=r"^prompt_mode: unknown prompt mode 'nope'; allowed: improved, "):
         EconomyModel(prompt_mode="nope")
+
+
+@pytest.fixture
+def restored_registries(monkeypatch):
+    """Population sources, bracket sets and presets as they were before the test (others list them all)."""
+    from calibration.population import POPULATION_SOURCES
+    from model.params import PRESETS
+    from public_finance.taxes import BRACKET_SETS
+
+    for registry in (POPULATION_SOURCES, BRACKET_SETS, PRESETS):
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+
+
+def test_population_sources_bracket_sets_and_presets_are_checked_when_they_register(restored_registries):
+    from calibration.population import POPULATION_SOURCES, PaperGB2
+    from model.params import PRESETS, Preset
+    from public_finance.taxes import BRACKET_SETS, BracketSet
+
+    paper = PRESETS["paper"]
+    cases = [(POPULATION_SOURCES, "population source", type("TestSource", (PaperGB2,), {}),
+              "a subclass of PopulationSource"),
+             (BRACKET_SETS, "bracket set", BracketSet("test_two", (0.0, 50_000.0), (0.1, 0.3)),
+              "an instance of BracketSet"),
+             (PRESETS, "preset", Preset(**{**vars(paper), "brackets": "flat"}), "an instance of Preset")]
+    for registry, kind, good, must in cases:
+        wrong = {"brackets": "three"}  # an incomplete preset, a dict: refused, whatever the registry
+        first = next(iter(registry))
+        for name, entry, message in [
+                ("test_wrong", wrong, rf"'test_wrong' must be {must}, not {{'brackets': 'three'}}$"),
+                ("bad name!", good, r"a registered name must be an identifier, got 'bad name!'$"),
+                (first, good, rf"'{first}' is already registered \(pass replace=True to replace it\)$")]:
+            with pytest.raises(ValueError, match=rf"^{kind}: {message}"):
+                registry.register(name, entry)
+        assert "test_wrong" not in registry and "bad name!" not in registry and registry[first] is not good
+        assert registry.register("test_good", good, replace=True) is good and registry["test_good"] is good
+
+
+def test_a_bracket_set_or_preset_that_cannot_work_fails_when_it_is_made():
+    from model.params import Preset
+    from public_finance.taxes import BracketSet
+
+    with pytest.raises(ValueError, match=r"^rates: 1 rates for 2 brackets"):
+        BracketSet("test_short", (0.0, 10_000.0), (0.2,))
+    with pytest.raises(ValueError, match=r"^edges: must be finite and strictly increasing"):
+        BracketSet("test_down", (0.0, 10_000.0, 5_000.0), (0.1, 0.2, 0.3))
+    with pytest.raises(TypeError, match="missing 6 required"):
+        Preset(brackets="three")
+
+
+def test_user_population_source_bracket_set_and_preset_are_accepted_by_name(restored_registries):
+    from calibration.population import POPULATION_SOURCES, PaperGB2
+    from model.params import PRESETS, Preset
+    from public_finance.taxes import BRACKET_SETS, BracketSet
+
+    @POPULATION_SOURCES.register("test_doubled_gb2", replace=True)
+    class Doubled(PaperGB2):
+        def sample(self, n, rng):
+            frame = super().sample(n, rng)
+            return frame.assign(skill=2 * frame["skill"], team=["a", "b"] * (n // 2) + ["a"] * (n % 2))
+
+    BRACKET_SETS.register("test_two", BracketSet("test_two", (0.0, 50_000.0), (0.1, 0.3)), replace=True)
+    PRESETS.register("test_two_brackets", Preset(**{**vars(PRESETS["paper"]), "brackets": "test_two"}),
+                     replace=True)
+    model = EconomyModel(workers=10, preset="test_two_brackets", population="test_doubled_gb2", max_steps=2,
+                         rng=6)
+    model.step()
+    assert model.schedule.n_brackets == 2 and np.all(model.schedule.rates == (0.1, 0.3))
+    assert model.params.brackets == "test_two" and model.workers.to_list()[0].attribute("team") in ("a", "b")
+    reference = EconomyModel(workers=10, preset="paper", max_steps=2, rng=6)
+    np.testing.assert_allclose(model.workforce.skill, 2 * reference.workforce.skill)
+
+
+def test_every_extensible_kind_is_a_registry_with_a_base():
+    from agents.network import NETWORKS
+    from agents.planner import PlannerRule
+    from agents.prompt_styles import PromptStyle
+    from calibration.population import POPULATION_SOURCES, PopulationSource
+    from model.params import PRESETS, Preset
+    from model.scenarios import Scenario
+    from public_finance.taxes import BRACKET_SETS, BracketSet
+
+    bases = {WORKER_MINDS: (WorkerMind, WorkerAgent), PLANNERS: PlannerRule, SCENARIOS: Scenario,
+             OBJECTIVES: Objective, POPULATION_SOURCES: PopulationSource, BRACKET_SETS: BracketSet,
+             PRESETS: Preset, PROMPT_STYLES: PromptStyle}
+    for registry, base in bases.items():
+        assert isinstance(registry, Registry) and registry.base == base, registry
+        for name in registry:  # what the project registered itself fits too
+            entry = registry[name]
+            fits = isinstance(entry, base) if registry.instances else issubclass(entry, base)
+            assert fits, (registry, name)
+    assert isinstance(NETWORKS, Registry) and NETWORKS.base is None  # builders are plain functions
