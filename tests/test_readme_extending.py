@@ -40,7 +40,8 @@ def run_py(command: str, cwd: Path, env: dict | None = None) -> subprocess.Compl
 
 def test_the_section_has_its_examples_in_order():
     assert [language for language, _ in blocks()] == ["python", "python", "bash", "python", "python", "python",
-                                                      "bash", "python", "python", "bash", "python"]
+                                                      "bash", "python", "python", "bash", "python", "python",
+                                                      "python"]
 
 
 def test_a_per_agent_worker_rule(tmp_path):
@@ -131,3 +132,15 @@ def test_a_prompt_style_from_the_users_file_via_run_py(tmp_path):
     done = run_python(read, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == systems[0]
+
+
+def test_a_population_source(tmp_path):
+    done = run_python(blocks()[11][1], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['north', 'south']"
+
+
+def test_a_bracket_set(tmp_path):
+    done = run_python(blocks()[12][1], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"\[0, 50,000\): [\d.]+%; \[50,000, inf\): [\d.]+%", done.stdout.strip()), done.stdout
