@@ -135,7 +135,8 @@ class EconomyParams(BaseModel):
         description="the standard deduction applies (default: the preset's)")] = None
     eta: Annotated[Number, Field(gt=0.0, le=10.0),
                    Field(description="curvature of utility in consumption (calibrated preset)")] = 1.0
-    frisch: Annotated[Number, Field(gt=0.0, le=10.0),
+    # below 0.05 the calibration's hours ** (1 / frisch) leaves floating point; measured elasticities are 0.1-1
+    frisch: Annotated[Number, Field(ge=0.05, le=10.0),
                       Field(description="Frisch elasticity of hours (calibrated preset)")] = 0.4
     scenario_name: Annotated[str, choice(SCENARIOS), Field(description="scenario")] = "rational"
     network: Annotated[str | None, choice(NETWORKS),
