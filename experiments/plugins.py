@@ -1,5 +1,5 @@
-"""User files that register planners, minds, scenarios, objectives, networks or populations (``--plugin``), and a
-user's subclass of ``EconomyModel`` (``--model-class``)."""
+"""User files that register planners, minds, scenarios, objectives, networks, population sources, bracket sets,
+presets or prompt styles (``--plugin``), and a user's subclass of ``EconomyModel`` (``--model-class``)."""
 
 from __future__ import annotations
 

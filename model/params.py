@@ -1,8 +1,8 @@
 """The model's parameters, declared once: type, default, allowed values, range and cross-field rules.
 
 ``EconomyModel(**kwargs)``, ``run.py`` (flags and ``--config`` TOML) and the dashboard all validate through
-:class:`EconomyParams`. Names of planners, minds, scenarios, objectives, networks and populations are looked up
-in their registries when a value is checked, so a user's registered entry is accepted everywhere.
+:class:`EconomyParams`. Names of planners, minds, scenarios, objectives, networks, population sources, bracket
+sets, presets and prompt styles are looked up in their registries when a value is checked, so a user's registered entry is accepted everywhere.
 A bad value raises :class:`validation.ParameterError`: one line naming the field and what is allowed.
 """
 
