@@ -202,8 +202,7 @@ class Engine:
                 # the client's generic post (its retries and timeouts): chat.completions.create would re-walk
                 # every message and the schema through its typed-parameter transform on each call
                 response = await ep.client.post(ep.chat_url, cast_to=httpx2.Response, content=body.encode(),
-                                                options={"headers": {"X-Client-Request-Id": request_id},
-                                                         "idempotency_key": request_id})
+                                                options={"headers": {"X-Client-Request-Id": request_id}})
                 content, error = response.content, None
             except Exception as err:  # noqa: BLE001 - classified below
                 content, error = None, err

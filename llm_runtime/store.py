@@ -255,6 +255,7 @@ class ResponseStore:
         return self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def rows(self) -> Iterator[dict]:
+        self.flush()  # every judgement made so far, in the rows as they are read
         cur = self._conn().execute("SELECT * FROM responses ORDER BY identity, attempt, created")
         names = [d[0] for d in cur.description]
         for row in cur:
