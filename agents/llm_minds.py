@@ -215,7 +215,7 @@ class LLMWorkerMind(WorkerMind):
             memory[row][-1] = dataclasses.replace(last, utility=last.utility * r)
             if any(m is last for m in self._best.get(row, [])):
                 self._best[row] = best_memories(memory[row])
-        model.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
+        model.workforce.satisfaction[:] = ratio if self.archetypes is None else self.archetypes.broadcast(ratio)
 
 
 @PLANNERS.register("llm")

@@ -26,7 +26,8 @@ def _neighbours(model, row: int) -> list[tuple[int, float, int]]:
     """Up to 8 of ``row``'s neighbours, each (worker, last satisfaction, last vote or -1)."""
     if model.network is None:
         return []
-    return [(other, float(model.satisfaction[other]), int(model.votes[other]))
+    workforce = model.workforce
+    return [(other, float(workforce.satisfaction[other]), int(workforce.vote[other]))
             for other in sorted(model.network.neighbors(row))[:8]]
 
 

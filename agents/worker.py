@@ -31,11 +31,15 @@ class Workforce:
     tax: np.ndarray = field(init=False)
     consumption: np.ndarray = field(init=False)
     utility: np.ndarray = field(init=False)
+    vote: np.ndarray = field(init=False)
+    satisfaction: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.skill = np.asarray(self.skill, dtype=float)
         for column in WORKER_COLUMNS:
             setattr(self, column, np.zeros(self.skill.size))
+        self.vote = np.full(self.skill.size, -1)  # worker voted for in the last election; -1: none yet
+        self.satisfaction = np.full(self.skill.size, np.nan)  # the last step's judgement; NaN: none yet
 
     def __len__(self) -> int:
         return self.skill.size
@@ -86,7 +90,10 @@ class WorkerAgent(mesa.Agent):
     @property
     def vote(self) -> int:
         """Worker index this worker voted for in the last election (-1 if none)."""
-        return int(self.model.votes[self.index])
+        return int(self.model.workforce.vote[self.index])
+
+    satisfaction = property(lambda self: self._column("satisfaction"),
+                            doc="The bounded scenario's last judgement: 1 satisfied, 0.5 not (NaN before any).")
 
     @property
     def persona(self) -> str | None:

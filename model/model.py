@@ -140,8 +140,6 @@ class EconomyModel(mesa.Model):
         self.skill_weights = inverse_skill_weights(self.workforce.skill)
         self.network = build_network(params.network, self.workforce.skill, self.workforce.attributes, self.rng)
         self.elections: list[dict] = []
-        self.votes = np.full(len(self.workforce), -1)
-        self.satisfaction = np.full(len(self.workforce), np.nan)
         self.scenario_rules = SCENARIOS[params.scenario_name](self)
         rule = self.scenario_rules.planner_rule(make_rule(params.planner, **(params.planner_options or {}))
                                                 if params.uses_planner else None)

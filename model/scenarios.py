@@ -77,5 +77,6 @@ class Democratic(Scenario):
         result = self.election.hold(model)
         if result is None:  # nobody ran: the leader stays
             return
-        model.votes = np.where(result.ballots >= 0, np.asarray(result.candidates)[result.ballots], -1)  # -1: none
+        voted = np.asarray(result.candidates)[result.ballots]
+        model.workforce.vote[:] = np.where(result.ballots >= 0, voted, -1)  # -1: a ballot for nobody
         model.elections.append(result.as_record())

@@ -180,7 +180,8 @@ def test_bounded_scenario_halves_remembered_utility_only(civic_server, tmp_path)
     w = model.workforce
     expected = np.where(w.tax < model.rebate, 1.0, 0.5)
     assert 0 < (expected == 0.5).sum() < 20
-    assert model.satisfaction == pytest.approx(expected)
+    assert model.workforce.satisfaction == pytest.approx(expected)
+    assert [worker.satisfaction for worker in sorted(model.workers, key=lambda w: w.index)] == pytest.approx(expected)
     remembered = np.array([model.worker_mind.memory[i][-1].utility for i in range(20)])
     assert remembered == pytest.approx(expected * w.utility)
     assert model.utilitarian == pytest.approx(w.utility.mean())
@@ -208,7 +209,7 @@ def test_llm_democratic_scenario(civic_server, tmp_path, binding):
     rates_after_first_term = dict(model.planner.history)[3]
     assert rates_after_first_term == pytest.approx((0.10 if binding else 0.30,) * 7)
     assert model.election.failures == 0
-    assert sorted(set(model.votes.tolist())) == [0, 1]
+    assert sorted(set(model.workforce.vote.tolist())) == [0, 1]
 
 
 def test_bounded_needs_llm_workers():

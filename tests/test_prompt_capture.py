@@ -113,7 +113,7 @@ def run_model(style: str, options: dict) -> dict:
         "requests": [{"key": list(r.key[1:]), "schema": r.schema.__name__, "messages": r.messages}
                      for r in client.requests],
         "outcome": {"rates": [[period, list(rates)] for period, rates in model.planner.history],
-                    "hours": hours, "elections": model.elections, "votes": model.votes,
+                    "hours": hours, "elections": model.elections, "votes": model.workforce.vote,
                     "counts": {"workers": _counts(model.worker_mind), "rates": _counts(model.planner.rule),
                                "election": _counts(model.election)}},
         "schemas": {r.schema.__name__: r.schema.model_json_schema() for r in client.requests},

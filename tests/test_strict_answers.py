@@ -261,7 +261,7 @@ def test_a_vote_for_a_worker_who_is_not_running_counts_for_nobody_and_is_counted
         while model.running:
             model.step()
     assert model.elections[0]["votes"] == {0: 2, 1: 0}  # workers 0 and 1 vote 0; 2 and 3 for nobody
-    assert model.votes.tolist() == [0, 0, -1, -1] and model.election.failures == 2
+    assert model.workforce.vote.tolist() == [0, 0, -1, -1] and model.election.failures == 2
 
 
 # ---- elections (paper mode) -------------------------------------------------------------------------------------

@@ -112,7 +112,8 @@ def test_democratic_run_records_elections_and_leader():
     frame = model.datacollector.get_model_vars_dataframe()
     assert frame["leader"].iloc[-1] == model.elections[-1]["leader"] and frame["leader"].iloc[0] == -1
     assert sum(model.elections[-1]["votes"].values()) == 80
-    assert set(np.unique(model.votes)) <= set(model.elections[-1]["votes"])
+    assert set(np.unique(model.workforce.vote)) <= set(model.elections[-1]["votes"])
+    assert [worker.vote for worker in sorted(model.workers, key=lambda w: w.index)] == model.workforce.vote.tolist()
     assert [p for p, _ in model.planner.history] == [0, 4, 8]
 
 

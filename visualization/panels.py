@@ -102,20 +102,16 @@ def ElectionResults(model):
     solara.Markdown("| period | leader | votes |\n|---|---|---|\n" + "\n".join(rows))
 
 
-def worker_value(model, agent, name: str):
-    """A worker's ``attribute(name)``, else its property, else row ``index`` of the model's array ``name``."""
+def worker_value(agent, name: str):
+    """A worker's ``attribute(name)``, else its property (a column of the workforce, such as ``vote``)."""
     value = agent.attribute(name)
-    if value is None:
-        value = getattr(agent, name, None)
-    if value is None and isinstance(getattr(model, name, None), np.ndarray):
-        value = getattr(model, name)[agent.index]
-    return value
+    return getattr(agent, name, None) if value is None else value
 
 
 def worker_values(model, name: str) -> list:
     """:func:`worker_value` of every worker in index order; missing values (NaN, a vote of -1) as None."""
     workers = sorted(model.workers, key=lambda agent: agent.index)
-    values = [worker_value(model, agent, name) for agent in workers]
+    values = [worker_value(agent, name) for agent in workers]
     return [None if value is None or value != value or (name == "vote" and value == -1) else value
             for value in values]
 
