@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from agents.archetypes import Archetypes
-from agents.llm_voting import LLMElection, LLMLeaderRule
+from agents.llm_voting import Electorate, LLMElection, LLMLeaderRule
 from agents.planner import PLANNERS, PlannerRule
 from agents.prompt_styles import PROMPT_STYLES
 from agents.prompts import PAY_HOURS, WorkerMemory, best_memories, pay_table
@@ -189,8 +189,13 @@ class LLMWorkerMind(WorkerMind):
         return self._memory
 
     def electorate(self, model):
+        """LLM elections among the deciders, each voter prompted with its persona and its own history."""
+        archetypes = self.archetypes
+        electorate = Electorate(style=self.style, client=self.client, run_id=self.run_id,
+                                deciders=self.deciders(model), persona=model.workers_persona, memory=self.history,
+                                broadcast=(lambda ballots: ballots) if archetypes is None else archetypes.broadcast)
         binding = model.params.binding_platforms
-        return LLMElection(self.style, binding=binding), LLMLeaderRule(self.style, binding=binding)
+        return LLMElection(electorate, binding=binding), LLMLeaderRule(electorate, binding=binding)
 
     def reflect(self, model) -> None:
         """Bounded scenario: each persona judges the step; NO halves its remembered utility.
