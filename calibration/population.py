@@ -9,6 +9,10 @@ All randomness comes from the ``rng`` passed in, which the model hands over from
 
 from __future__ import annotations
 
+import pickle
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import numpy as np
 import pandas as pd
 
@@ -45,11 +49,37 @@ class Census(PopulationSource):
         return sample(n, rng)
 
 
+# the draws kept inside draws_reused(): (source, n, rng state before) -> (workers, rng state after)
+_REUSED: ContextVar[dict | None] = ContextVar("reused_population_draws", default=None)
+
+
+@contextmanager
+def draws_reused():
+    """Inside it, a draw of as many workers from the same source with an rng in the same state is sampled once:
+    a later one gets a copy of the first's workers and leaves its rng where the first draw left it, so a model
+    built again with the same seed gets the same workers, and the same randomness after them, without sampling
+    them again."""
+    token = _REUSED.set({} if _REUSED.get() is None else _REUSED.get())
+    try:
+        yield
+    finally:
+        _REUSED.reset(token)
+
+
 def sample_population(source: str, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw ``n`` workers from the named source."""
+    """Draw ``n`` workers from the named source (inside :func:`draws_reused`, a repeated draw is reused)."""
     if source not in POPULATION_SOURCES:
         raise ValueError(f"population: unknown source {source!r}; allowed: {', '.join(sorted(POPULATION_SOURCES))}")
+    reused = _REUSED.get()
+    # the state's bytes, as its arrays (MT19937's key) neither hash nor compare as one value
+    key = (POPULATION_SOURCES[source], n, pickle.dumps(rng.bit_generator.state)) if reused is not None else None
+    if key in (reused or {}):
+        frame, after = reused[key]
+        rng.bit_generator.state = after
+        return frame.copy()
     frame = POPULATION_SOURCES[source]().sample(n, rng)
     if "skill" not in frame.columns or len(frame) != n:
         raise ValueError(f"population: source {source!r} must return {n} rows with a 'skill' column")
+    if reused is not None:
+        reused[key] = (frame.copy(), rng.bit_generator.state)
     return frame

@@ -334,19 +334,23 @@ FINAL_RATES = "this run's final rates"
 
 def run_baselines(s: dict, names: list[str], progress: bool, rates: tuple | None = None,
                   ) -> dict[str, tuple[pd.DataFrame, float]]:
-    """Each baseline with rational workers on the same population and seed (``rates``: fixed rates)."""
+    """Each baseline with rational workers on the same population and seed (``rates``: fixed rates); the
+    population is sampled once, for the first."""
+    from calibration.population import draws_reused
+
     model_class = load_model_class(s.get("model_class"))
     out = {}
-    for name in names:
-        kwargs = (baseline_kwargs(s, "fixed", planner_options={"rates": list(rates)}) if name == FINAL_RATES
-                  else baseline_kwargs(s, name))
-        start = time.perf_counter()
-        model = model_class(**kwargs)
-        try:
-            step_all(model, desc=name, progress=progress)
-            out[name] = (results.model_frame(model), time.perf_counter() - start)
-        finally:
-            model.close()
+    with draws_reused():
+        for name in names:
+            kwargs = (baseline_kwargs(s, "fixed", planner_options={"rates": list(rates)}) if name == FINAL_RATES
+                      else baseline_kwargs(s, name))
+            start = time.perf_counter()
+            model = model_class(**kwargs)
+            try:
+                step_all(model, desc=name, progress=progress)
+                out[name] = (results.model_frame(model), time.perf_counter() - start)
+            finally:
+                model.close()
     return out
 
 
