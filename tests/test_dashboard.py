@@ -214,10 +214,19 @@ def test_democratic_scenario_shows_election_results_and_the_network_coloured_by_
     assert images(rc_network) != by_vote
 
 
+class CountingClient:
+    """Stands for the LLM client a model holds as ``model.llm``: the panels read its ``accounting``."""
+
+    def __init__(self):
+        self.accounting = Accounting()
+
+
 def test_llm_accounting_shows_requests_tokens_and_failures():
     model = DashboardEconomy(**SMALL)
-    model.llm_accounting = {"requests": 12, "prompt_tokens": 900, "completion_tokens": 100,
-                            "failures": {"timeout": 2}}
+    model.llm = CountingClient()
+    model.llm.accounting.add(requests=12, prompt_tokens=900, completion_tokens=100)
+    model.llm.accounting.failure("timeout")
+    model.llm.accounting.failure("timeout")
     box, rc = solara.render(LLMAccounting(model), handle_error=False)
     assert "Requests: 12 · tokens: 1,000 · failures: 2" in text_of(rc)
 
@@ -225,7 +234,7 @@ def test_llm_accounting_shows_requests_tokens_and_failures():
 def test_llm_counters_move_during_a_step_without_a_redraw():
     # an LLM step takes long: the run status and the accounting panel poll the counters meanwhile
     model = DashboardEconomy(**SMALL)
-    model.llm_accounting = Accounting()
+    model.llm = CountingClient()
 
     @solara.component
     def Panels():
@@ -234,7 +243,7 @@ def test_llm_counters_move_during_a_step_without_a_redraw():
 
     box, rc = solara.render(Panels(), handle_error=False)
     assert text_of(rc).count("Requests: 0 · tokens: 0 · failures: 0") == 2
-    model.llm_accounting.add(requests=7, prompt_tokens=1200, completion_tokens=34)
+    model.llm.accounting.add(requests=7, prompt_tokens=1200, completion_tokens=34)
     deadline = time.monotonic() + 5
     while text_of(rc).count("Requests: 7 · tokens: 1,234") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -17,11 +17,8 @@ LIVE_INTERVAL_S = 1.0
 
 
 def llm_accounting(model):
-    """The model's LLM counters (``model.llm_accounting``, else its client's), or None without an LLM."""
-    accounting = getattr(model, "llm_accounting", None)
-    if accounting is None:
-        accounting = getattr(getattr(model, "llm", None), "accounting", None)
-    return accounting
+    """The counters of the model's LLM client (``model.llm.accounting``), or None without an LLM."""
+    return getattr(model.llm, "accounting", None)
 
 
 def accounting_dict(accounting) -> dict:
