@@ -26,11 +26,11 @@ from experiments.runner import (Interrupted, ResultsNotWritten, StoreCorruptErro
                                 TooManyFailures)
 
 # the embedded model: the paper's 5 workers for two tax years of 2 steps (21 requests, about a minute)
-RUN_DEFAULTS = {"workers": 5, "steps": 4, "tax_year_length": 2, "worker_mind": "llm", "planner": "llm"}
-COMPARE_DEFAULTS = {"workers": 100, "steps": 250, "tax_year_length": 25}
-SWEEP_DEFAULTS = {"workers": 100, "steps": 100, "tax_year_length": 25, "worker_mind": "rational"}
+RUN_DEFAULTS = {"workers": 5, "max_steps": 4, "tax_year_length": 2, "worker_mind": "llm", "planner": "llm"}
+COMPARE_DEFAULTS = {"workers": 100, "max_steps": 250, "tax_year_length": 25}
+SWEEP_DEFAULTS = {"workers": 100, "max_steps": 100, "tax_year_length": 25, "worker_mind": "rational"}
 # with a server named (LLM_BASE_URL, OPENAI_API_KEY, --base-url, ...): the paper's default experiment and size
-RUN_DEFAULTS_WITH_SERVER = {**RUN_DEFAULTS, "workers": 5, "steps": 2500, "tax_year_length": 25}
+RUN_DEFAULTS_WITH_SERVER = {**RUN_DEFAULTS, "workers": 5, "max_steps": 2500, "tax_year_length": 25}
 DEFAULTS = {"run": RUN_DEFAULTS, "run_with_server": RUN_DEFAULTS_WITH_SERVER, "compare": COMPARE_DEFAULTS,
             "sweep": SWEEP_DEFAULTS}
 

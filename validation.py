@@ -60,7 +60,8 @@ def allowed(model: type[BaseModel], field: str, error: dict | None = None) -> st
     """What ``field`` of ``model`` accepts, in words, from its declaration."""
     if error is not None and "allowed" in error.get("ctx", {}):
         return error["ctx"]["allowed"]
-    info = model.model_fields.get(field)
+    info = model.model_fields.get(field) or next(  # a field may be named by its alias (e.g. a variable)
+        (info for info in model.model_fields.values() if info.validation_alias == field), None)
     if info is None:
         return ", ".join(model.model_fields)
     if isinstance(info.json_schema_extra, dict) and "allowed" in info.json_schema_extra:
@@ -123,9 +124,18 @@ def problem(error: dict) -> str:
     return error["msg"]
 
 
-def one_line(error: ValidationError, model: type[BaseModel], name=lambda field: field) -> ParameterError:
-    """The first problem of a pydantic ``error`` as a :class:`ParameterError` (field named by ``name``)."""
-    first = error.errors(include_url=False)[0]
+def parameter_error(error: ValidationError, model: type[BaseModel], name=lambda field: field) -> ParameterError:
+    """The first problem of a pydantic ``error`` as a :class:`ParameterError` (field named by ``name``).
+
+    A ParameterError raised inside a validator comes back wrapped: it is unwrapped, and named by where it was
+    raised (a field, or its own field for a rule across fields)."""
+    items = error.errors(include_url=False)
+    for item in items:
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, ParameterError):
+            return ParameterError(name(str(item["loc"][0]) if item["loc"] else cause.field), cause.problem,
+                                  cause.allowed)
+    first = items[0]
     field = str(first["loc"][0]) if first["loc"] else "parameters"
     return ParameterError(name(field), problem(first), allowed(model, field, first))
 
@@ -139,18 +149,4 @@ def validate(model: type[BaseModel], values: dict, *, strings: bool = False, nam
     except ParameterError as error:
         raise ParameterError(name(error.field), error.problem, error.allowed) from None
     except ValidationError as error:
-        nested = _nested_parameter_error(error)
-        if nested is not None:
-            raise ParameterError(name(nested.field), nested.problem, nested.allowed) from None
-        raise one_line(error, model, name) from None
-
-
-def _nested_parameter_error(error: ValidationError) -> ParameterError | None:
-    """A ParameterError raised inside a validator comes back wrapped: unwrap it."""
-    for item in error.errors(include_url=False):
-        cause = item.get("ctx", {}).get("error")
-        if isinstance(cause, ParameterError):
-            return cause
-    return None
-
-
+        raise parameter_error(error, model, name) from None

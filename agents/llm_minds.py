@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -49,17 +48,6 @@ class Exchanges(Mapping):
 
     def __len__(self) -> int:
         return len(self._position)
-
-
-def llm_client(params):
-    """The LLM client the parameters describe (``backend``, ``base_url``, ``llm_model``, store, concurrency)."""
-    from llm_runtime import LLMClient, LLMConfig
-
-    if params.llm_store:
-        Path(params.llm_store).parent.mkdir(parents=True, exist_ok=True)
-    return LLMClient(LLMConfig.from_env(backend=params.backend, base_urls=params.base_url, model=params.llm_model,
-                                        store_path=params.llm_store, store_mode=params.llm_store_mode,
-                                        concurrency=params.llm_concurrency))
 
 
 @WORKER_MINDS.register("llm")

@@ -20,7 +20,7 @@ from public_finance.economy import representative_skills
 from public_finance.optimal_tax import (BlackBoxOptimizer, consistent_saez_rates, oracle_rates,
                                         population_oracle_rates, reference_elasticities, reference_saez_rates,
                                         stackelberg_evaluator)
-from public_finance.taxes import TaxSchedule, bracket_set
+from public_finance.taxes import BRACKET_SETS, TaxSchedule, bracket_set
 from registry import Registry
 from validation import ParameterError, validate
 
@@ -30,10 +30,20 @@ class PlannerRule:
 
     needs_llm = False  # reads ``model.llm``
     sets_initial_rates = False  # computes the rates of step 0 itself, so ``initial_rates`` would go unused
+    needs_brackets = None  # words for the bracket sets the rule needs, when not every set will do
+
+    @classmethod
+    def applies_to(cls, brackets) -> bool:
+        """Whether the rule can set rates on ``brackets`` (a :class:`~public_finance.taxes.BracketSet`)."""
+        return True
 
     @classmethod
     def check(cls, params) -> None:
         """Reject parameters this rule cannot run with (raise :class:`validation.ParameterError`)."""
+        if params.uses_planner and not cls.applies_to(bracket_set(params.brackets)):
+            fitting = " or ".join(name for name in BRACKET_SETS if cls.applies_to(BRACKET_SETS[name]))
+            raise ParameterError("planner", f"{params.planner!r} needs {cls.needs_brackets}, got brackets="
+                                 f"{params.brackets!r}", f"brackets {fitting}, or another planner")
         if cls.sets_initial_rates and params.initial_rates is not None and params.uses_planner:
             raise ParameterError("initial_rates", f"planner {params.planner!r} sets the rates of step 0 itself",
                                  "no initial_rates with this planner (fixed, blackbox and llm start from them)")
@@ -64,13 +74,11 @@ class USFederalRule(FixedRule):
     """US federal statutory rates for single filers (needs US brackets)."""
 
     sets_initial_rates = True
+    needs_brackets = "US brackets"
 
     @classmethod
-    def check(cls, params) -> None:
-        super().check(params)
-        if params.uses_planner and not bracket_set(params.brackets).statutory:
-            raise ParameterError("planner", f"'us_federal' needs US brackets, got brackets={params.brackets!r}",
-                                 "brackets us_2024_single or us_2025_single, or another planner")
+    def applies_to(cls, brackets) -> bool:
+        return brackets.statutory
 
     def initial_rates(self, model):
         return np.asarray(model.bracket_set.default_rates)

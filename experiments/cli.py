@@ -27,10 +27,10 @@ REPEATED = ("grid", "plugin")  # flags given once per value
 SWITCHES = ("overwrite", "allow_other_model")  # flags without a value
 COMMA_LISTS = ("baselines", "planners", "seeds", "initial_rates")  # flags whose value is a comma-separated list
 MAX_RUNS = 100_000
-PARAM = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}  # setting -> model parameter
-SETTING = {parameter: name for name, parameter in PARAM.items()}  # model parameter -> setting
+ALIASES = {"steps": "max_steps", "scenario": "scenario_name", "model": "llm_model"}
+"""Short spellings accepted for a flag or TOML key; help, errors and config.json use the parameter's own name."""
 # Model parameters that are not settings of run.py, and why. Every other EconomyParams field is a flag, a TOML key
-# and a --grid name, under its own name (or its name in PARAM).
+# and a --grid name, under its own name.
 NOT_SETTINGS = {
     "skills": "an array of skills: EconomyModel(skills=...) only",
     "run_id": "run.py names each run after its results folder (a sweep's runs: run-0000, ...)",
@@ -39,18 +39,17 @@ NOT_SETTINGS = {
 }
 TOML_ONLY = ("planner_options",)  # a table: a TOML key, neither a flag nor a --grid name
 NOT_SWEPT = {"agent_interval": "a sweep keeps model data only"}
-PARAMETERS = tuple(SETTING.get(field, field) for field in EconomyParams.model_fields if field not in NOT_SETTINGS)
+PARAMETERS = tuple(field for field in EconomyParams.model_fields if field not in NOT_SETTINGS)
 COMMAND_OPTIONS = {
     "run": ("plugin", "model_class", *PARAMETERS, "seed", "baselines", "max_failure_rate", "out", "overwrite"),
-    "compare": ("plugin", "workers", "steps", "tax_year_length", "preset", "brackets", "objective", "seed",
+    "compare": ("plugin", "workers", "max_steps", "tax_year_length", "preset", "brackets", "objective", "seed",
                 "planners", "out", "overwrite"),
     "sweep": ("plugin", "model_class", *(name for name in PARAMETERS if name not in NOT_SWEPT), "grid", "seeds",
               "executor", "scheduler", "jobs", "out", "overwrite"),
-    "replay": ("run", "base_url", "model", "allow_other_model"),
-    "resume": ("run", "base_url", "model", "allow_other_model"), "dashboard": ("host", "port"),
+    "replay": ("run", "base_url", "llm_model", "allow_other_model"),
+    "resume": ("run", "base_url", "llm_model", "allow_other_model"), "dashboard": ("host", "port"),
 }
 GRID_KEYS = tuple(name for name in COMMAND_OPTIONS["sweep"] if name in PARAMETERS and name not in TOML_ONLY)
-MODEL_SETTINGS = PARAMETERS  # the settings that are model parameters
 
 
 def _unique(values: list) -> list:
@@ -130,7 +129,7 @@ class CliSettings(BaseModel):
 
 
 def owner(name: str) -> tuple[type[BaseModel], str]:
-    return (CliSettings, name) if name in CliSettings.model_fields else (EconomyParams, PARAM.get(name, name))
+    return (CliSettings, name) if name in CliSettings.model_fields else (EconomyParams, name)
 
 
 def default_of(name: str, defaults: dict):
@@ -174,11 +173,14 @@ def build_parser(options: dict[str, dict[str, str]], with_config: tuple[str, ...
         sub = commands.add_parser(command, help=HELP[command], description=HELP[command], exit_on_error=False,
                                   argument_default=argparse.SUPPRESS)
         for name, line in options[command].items():
-            if name in SWITCHES:
-                sub.add_argument(flag(name), action="store_const", const="true", help=line)
-            else:
-                sub.add_argument(flag(name), action="append" if name in REPEATED else None, metavar=name.upper(),
-                                 help=line)
+            shown = [(flag(name), line)] + [(flag(alias), argparse.SUPPRESS) for alias, to in ALIASES.items()
+                                            if to == name]
+            for option, text in shown:
+                if name in SWITCHES:
+                    sub.add_argument(option, dest=name, action="store_const", const="true", help=text)
+                else:
+                    sub.add_argument(option, dest=name, action="append" if name in REPEATED else None,
+                                     metavar=name.upper(), help=text)
         if command in with_config:
             sub.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file; flags win")
     return parser
@@ -190,4 +192,7 @@ def parse_command_line(argv: list[str], options: dict[str, dict[str, str]], with
         return vars(build_parser(options, with_config).parse_args(argv))
     except argparse.ArgumentError as error:
         name = error.argument_name if error.argument_name not in (None, "COMMAND") else "command"
-        raise ConfigError(name.split("/")[-1], error.message, f"see `{python_command()} run.py --help`") from None
+        name = name.split("/")[-1]
+        name = flag(ALIASES.get(name.removeprefix("--").replace("-", "_"), "")) if name.startswith("--") and \
+            name.removeprefix("--").replace("-", "_") in ALIASES else name
+        raise ConfigError(name, error.message, f"see `{python_command()} run.py --help`") from None

@@ -16,11 +16,12 @@ from typing import Annotated
 
 from pydantic import TypeAdapter, ValidationError
 
-from experiments.cli import (COMMA_LISTS, COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, PARAM, SETTING, default_of,
+from experiments.cli import (ALIASES, COMMA_LISTS, COMMAND_OPTIONS, COMMANDS, GRID_KEYS, MAX_RUNS, default_of,
                              owner, flag, option_help, parse_command_line)
 from experiments.folders import check_out, python_command, run_folder, settings_hash
 from experiments.plugins import load_plugins, model_class_spec
-from llm_runtime.config import server_named
+from agents.llm_settings import as_parameter_error, llm_settings
+from llm_runtime.config import LLMConfig, server_named
 from model.params import EconomyParams
 from validation import allowed, problem, validate
 from validation import ParameterError as ConfigError
@@ -55,6 +56,8 @@ def load_toml(file: str, command: str) -> dict:
         raise ConfigError("--config", f"cannot read {file!r} as TOML ({type(err).__name__})",
                           "a readable TOML file of name = value lines") from None
     known = {name for names in COMMAND_OPTIONS.values() for name in names}
+    for key in [key for key in values if key in ALIASES and ALIASES[key] not in values]:
+        values[ALIASES[key]] = values.pop(key)
     for key in values:
         if key not in COMMAND_OPTIONS[command]:
             where = f"not a setting of `{command}`" if key in known else "unknown key"
@@ -68,10 +71,13 @@ def parse_grid(value, *, flag_given: bool, label: str) -> dict[str, list]:
         pairs = [item.partition("=") for item in value]
         if any(not sep or not values.strip() for _, sep, values in pairs) or len({n for n, _, _ in pairs}) < len(pairs):
             raise ConfigError(label, f"{value!r} is not NAME=V1,V2 once per name", words)
-        value = {name.strip(): [v.strip() for v in values.split(",")] for name, _, values in pairs}
+        value = {ALIASES.get(name.strip(), name.strip()): [v.strip() for v in values.split(",")]
+                 for name, _, values in pairs}
         if lists := [name for name in value if name in COMMA_LISTS and name in GRID_KEYS]:
             raise ConfigError(label, f"{lists[0]} takes a list per grid point",
                               f"a [grid] table in the --config file, e.g. {lists[0]} = [[0.1, 0.2], [0.3, 0.4]]")
+    if isinstance(value, dict):
+        value = {ALIASES.get(name, name): values for name, values in value.items()}
     if not isinstance(value, dict) or any(n not in GRID_KEYS or not isinstance(v, list) or not v
                                           for n, v in value.items()):
         raise ConfigError(label, f"{value!r} is not a table of non-empty lists of sweepable names", words)
@@ -106,12 +112,13 @@ def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
         load_plugins(plugins)
         settings["plugin"] = [str(Path(p).resolve()) for p in plugins]  # resume and sweep workers load them too
     # where requests go comes first: a command may have other defaults when a server is named (SERVER_DEFAULTS)
+    with_server = None
     for name in sorted(COMMAND_OPTIONS[command], key=lambda n: n not in SERVER_OPTIONS):
         if name == "plugin":
             continue
-        if name not in SERVER_OPTIONS and f"{command}{SERVER_DEFAULTS}" in defaults \
-                and server_named(settings.get("backend"), settings.get("base_url")):
-            command_defaults = defaults[f"{command}{SERVER_DEFAULTS}"]
+        if name not in SERVER_OPTIONS and with_server is None:  # the server options are all read by now
+            with_server = f"{command}{SERVER_DEFAULTS}" in defaults and server_named(llm_config(settings))
+            command_defaults = defaults[f"{command}{SERVER_DEFAULTS}"] if with_server else command_defaults
         given, label = (namespace, flag(name)) if name in namespace else (from_file, f"{name} ({file})")
         if name not in given:
             settings[name] = default_of(name, command_defaults)
@@ -125,9 +132,9 @@ def resolve(argv: list[str], defaults: dict[str, dict]) -> tuple[str, dict]:
 
 def model_settings(s: dict, where: str = "") -> None:
     """The rules that tie model settings together, checked as the model will check them."""
-    values = {PARAM.get(n, n): v for n, v in s.items() if owner(n)[0] is EconomyParams and v is not None}
+    values = {n: v for n, v in s.items() if owner(n)[0] is EconomyParams and v is not None}
     validate(EconomyParams, values,  # a table's key (planner_options.x) is named as written in TOML
-             name=lambda field: (field if "." in field else flag(SETTING.get(field, field))) + where)
+             name=lambda field: (field if "." in field else flag(field)) + where)
 
 
 def check(command: str, s: dict) -> None:
@@ -165,21 +172,23 @@ def check(command: str, s: dict) -> None:
 def llm_environment(s: dict) -> None:
     """The LLM layer's settings from ``LLM_*`` variables (timeouts, backend, URLs, ...) are checked before any work,
     as flags are: a bad one is named by its variable."""
-    from llm_runtime.config import LLMConfig
-    from llm_runtime.errors import LLMConfigError
-
     mode = os.environ.get("LLM_STORE_MODE")
     if mode and mode != "record":  # run.py keeps every answer in the results folder, for resume and replay
         raise ConfigError("LLM_STORE_MODE", f"{mode!r} is not for `run.py {'sweep' if 'grid' in s else 'run'}`, "
                           "whose answers are all kept in its results folder",
                           "record (or unset); to rerun a finished run from its answers: "
                           f"{python_command()} run.py replay --run DIR")
+    llm_config(s)
+
+
+def llm_config(s: dict) -> LLMConfig:
+    """The LLM settings of ``s`` (its flags, else ``LLM_*`` variables); an error names the flag or the variable."""
     try:
-        LLMConfig.from_env(backend=s.get("backend"), base_urls=s.get("base_url"), model=s.get("model"),
-                           store_mode="off")
-    except LLMConfigError as error:
-        name = flag(error.field) if error.field in ("model", "base_url", "backend") else error.field
-        raise ConfigError(name, error.problem, error.allowed) from None
+        return LLMConfig(**llm_settings(s) | {"store_mode": "off"})
+    except ConfigError as error:
+        error = as_parameter_error(error)
+        raise ConfigError(flag(error.field) if error.field in s else error.field, error.problem,
+                          error.allowed) from None
 
 
 def sweep_points(s: dict) -> list[dict]:

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from agents.planner import PLANNERS
 from experiments import plots, results
-from experiments.cli import PARAM, flag
-from experiments.config import ConfigError
+from experiments.cli import PARAMETERS, flag
+from experiments.config import ConfigError, llm_config
 from experiments.folders import discard, exclusive, held, holder, partial_dir, resume_command
 from experiments.plugins import load_model_class, load_plugins
 from experiments.runner import (Interrupted, ResultsNotWritten, TooManyFailures, baseline_kwargs, failure_rate,
                                 model_kwargs, step_all, writing)
-from llm_runtime.errors import LLMConfigError, ServerStopped
+from agents.llm_settings import as_parameter_error
+from llm_runtime.errors import ServerStopped
+from model.params import PRESETS
+from public_finance.taxes import bracket_set
 
 
 def run(settings: dict, progress: bool = True) -> Path:
@@ -31,7 +35,7 @@ def run(settings: dict, progress: bool = True) -> Path:
 
 def resume(out: Path, progress: bool = True, asked: dict | None = None) -> Path:
     """Continue an interrupted run or sweep from the start: stored responses replay, then it goes live, on the
-    run's own server and model (``asked``: the user's ``base_url``, ``model`` and ``allow_other_model``)."""
+    run's own server and model (``asked``: the user's ``base_url``, ``llm_model`` and ``allow_other_model``)."""
     config = results.read_config(partial_dir(out))
     if config.get("command") == "sweep":
         from experiments import sweep
@@ -101,7 +105,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
             print(plumbing_note(), file=sys.stderr, flush=True)
         try:
             step_all(model, desc=f"{out.name} ({mode})" if mode != "new" else out.name, progress=progress)
-        except LLMConfigError as error:  # every request failed as a wrong setting makes them fail
+        except ConfigError as error:  # every request failed as a wrong setting makes them fail
             raise config_error(error) from None
         seconds = time.perf_counter() - start
         with writing(out, kept=mode != "replay"):
@@ -122,7 +126,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
         if mode == "replay":
             discard(partial)
         reason = str(stop) if isinstance(stop, ServerStopped) else None
-        raise Interrupted(out, step, s["steps"], replay=mode == "replay", reason=reason) from None
+        raise Interrupted(out, step, s["max_steps"], replay=mode == "replay", reason=reason) from None
     except BaseException as error:
         _keep_accounting(model, partial, mode)
         _close(model)
@@ -154,7 +158,7 @@ def _execute(config: dict, out: Path, mode: str, progress: bool, original: Path 
     except KeyboardInterrupt:
         if mode == "replay":
             discard(partial)
-        raise Interrupted(out, s["steps"], s["steps"], replay=mode == "replay") from None
+        raise Interrupted(out, s["max_steps"], s["max_steps"], replay=mode == "replay") from None
     except BaseException as error:
         _failed(out, mode, started=True, quiet=isinstance(error, ResultsNotWritten))
         raise
@@ -178,9 +182,11 @@ def plumbing_note() -> str:
     return "run.py: " + EMBEDDED_NOTE
 
 
-def config_error(error: LLMConfigError) -> ConfigError:
-    """An LLM setting's error under the name of its flag."""
-    name = flag(error.field) if error.field in ("model", "base_url", "backend") else error.field  # not $LLM_...
+def config_error(error: ConfigError) -> ConfigError:
+    """A parameter's error (an LLM setting's under its parameter's name) under the name of its flag; one that came
+    from a variable keeps the variable's name."""
+    error = as_parameter_error(error)
+    name = flag(error.field) if error.field in PARAMETERS else error.field
     return ConfigError(name, error.problem, error.allowed)
 
 
@@ -231,16 +237,15 @@ def llm_source(config: dict, asked: dict, mode: str, out: Path) -> dict:
     if not recorded:
         return {}  # a run without LLM minds
     env = os.environ
-    urls = asked.get("base_url") or env.get("LLM_BASE_URL")
-    model = asked.get("model") or env.get("LLM_MODEL")
-    backend = env.get("LLM_BACKEND") if env.get("LLM_BACKEND") in ("openai", "embedded") else None
-    kind = "openai" if urls else backend or recorded["kind"]
-    wanted = {"kind": kind, "model": model or recorded["model"],
-              "base_urls": [u.strip() for u in urls.split(",")] if urls else
+    now = llm_config({name: asked.get(name) for name in ("base_url", "llm_model")})  # flags, else LLM_* variables
+    backend = now.backend if now.backend != "auto" else None
+    kind = "openai" if now.base_urls else backend or recorded["kind"]
+    wanted = {"kind": kind, "model": now.model or recorded["model"],
+              "base_urls": list(now.base_urls) if now.base_urls else
               recorded.get("base_urls") if kind == recorded["kind"] else []}
     if not same_source(recorded, wanted):
         if not asked.get("allow_other_model"):
-            field = "--model" if wanted["model"] != recorded["model"] else "--base-url"
+            field = "--llm-model" if wanted["model"] != recorded["model"] else "--base-url"
             raise ConfigError(field, f"{out} ran on {_where(recorded)}; asked now: {_where(wanted)}",
                               "the run's own model and server (leave out the flag or variable), or "
                               "--allow-other-model to go on with another (summary.md then says so first)")
@@ -256,17 +261,14 @@ def llm_source(config: dict, asked: dict, mode: str, out: Path) -> dict:
 
 def build(model_class, kwargs: dict):
     """The model; its own checks of the arguments become ConfigErrors (bad input, exit 2)."""
-    names = {parameter: name for name, parameter in PARAM.items()}
     try:
         return model_class(**kwargs)
     except ConfigError as error:
-        raise ConfigError(flag(names.get(error.field, error.field)), error.problem, error.allowed) from None
-    except LLMConfigError as error:
         raise config_error(error) from None
 
 
 def _planner(s: dict) -> str:
-    return "elected leaders" if s["scenario"] == "democratic" else s["planner"]
+    return "elected leaders" if s["scenario_name"] == "democratic" else s["planner"]
 
 
 def _keep_accounting(model, partial: Path, mode: str) -> None:
@@ -283,15 +285,10 @@ def _close(model) -> None:
         model.close()
 
 
-def statutory(brackets: str | None, preset: str) -> bool:
-    from model.params import PRESETS
-    from public_finance.taxes import bracket_set
-
-    return bracket_set(brackets or PRESETS[preset].brackets).statutory
-
-
 def _skipped(s: dict) -> list[str]:
-    return [p for p in s["baselines"] if p == "us_federal" and not statutory(s["brackets"], s["preset"])]
+    """Baselines whose rule cannot set rates on the run's brackets."""
+    brackets = bracket_set(s["brackets"] or PRESETS[s["preset"]].brackets)
+    return [p for p in s["baselines"] if not PLANNERS[p].applies_to(brackets)]
 
 
 def _baselines(s: dict, partial: Path, stored: Path, progress: bool) -> dict[str, tuple[pd.DataFrame, float]]:
@@ -324,7 +321,7 @@ def _stored_baselines(folder: Path, names: list[str]) -> dict[str, tuple[pd.Data
 
 def _final_rates_baseline(s: dict, final_rates: tuple, progress: bool) -> dict:
     """Rational workers under the run's final rates held fixed (not for elected leaders)."""
-    if s["scenario"] == "democratic":
+    if s["scenario_name"] == "democratic":
         return {}
     return run_baselines(s, [FINAL_RATES], progress, rates=final_rates)
 
@@ -357,7 +354,7 @@ def run_baselines(s: dict, names: list[str], progress: bool, rates: tuple | None
 def _baseline_table(s: dict, baselines: dict) -> str:
     table = pd.DataFrame([results.summary_row(n, d, t) for n, (d, t) in baselines.items()]).set_index("run")
     return (f"Baselines: rational workers on the same {s['workers']} workers (seed {s['seed']}), last of "
-            f"{s['steps']} steps; the run follows.\n{results.table_text(table)}")
+            f"{s['max_steps']} steps; the run follows.\n{results.table_text(table)}")
 
 
 def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, skipped: list[str],
@@ -371,8 +368,8 @@ def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, s
         lines += [f"Replay of `{out.parent}` from its stored responses: the model data are "
                   + ("identical to the run's." if same_as_original else "**not** identical to the run's.")
                   + " The baselines are the run's own.", ""]
-    lines += [f"{s['workers']} workers ({s['worker_mind']}), planner {_planner(s)}, scenario {s['scenario']}, "
-              f"{s['steps']} steps, tax year {s['tax_year_length']} steps, preset {s['preset']}, "
+    lines += [f"{s['workers']} workers ({s['worker_mind']}), planner {_planner(s)}, scenario {s['scenario_name']}, "
+              f"{s['max_steps']} steps, tax year {s['tax_year_length']} steps, preset {s['preset']}, "
               f"objective {objective_name}, seed {s['seed']}.", "",
               "Final step of each run; the baselines have rational workers on the same population and seed.", "",
               "```", results.table_text(table), "```", ""]
@@ -382,7 +379,8 @@ def summary_text(out: Path, s: dict, objective_name: str, table: pd.DataFrame, s
         lines += [f"Best baseline: {best}, objective {baselines['objective'].max():,.4f}; this run "
                   f"{main['objective']:,.4f} ({gap:+,.4f}).", ""]
     if skipped:
-        lines += [f"Not run: {', '.join(skipped)} (needs US brackets).", ""]
+        lines += ["Not run: " + ", ".join(f"{name} (needs {PLANNERS[name].needs_brackets})" for name in skipped)
+                  + ".", ""]
     lines += oracle_note(table.index)
     if mode == "resume":
         lines += ["This folder was written by `resume`: LLM accounting counts that process only "
@@ -439,25 +437,29 @@ def oracle_note(names) -> list[str]:
 
 def compare(s: dict, progress: bool = False) -> pd.DataFrame:
     """Each planner on the same rational population (same seed); prints a table, and writes it with ``--out``."""
-    settings = dict(s, planner=None, worker_mind="rational", scenario="rational")
-    planners = [p for p in s["planners"] if not (p == "us_federal" and not statutory(s["brackets"], s["preset"]))]
+    settings = dict(s, planner=None, worker_mind="rational", scenario_name="rational")
+    brackets = bracket_set(s["brackets"] or PRESETS[s["preset"]].brackets)
+    planners = [p for p in s["planners"] if PLANNERS[p].applies_to(brackets)]
     from model.model import EconomyModel
+
+    from calibration.population import draws_reused
 
     frames, rows = {}, []
     objective_name = None
-    for planner in planners:
-        start = time.perf_counter()
-        model = EconomyModel(**baseline_kwargs(settings, planner))
-        try:
-            step_all(model, desc=planner, progress=progress)
-        finally:
-            model.close()
-        taken = time.perf_counter() - start
-        objective_name = model.objective_name
-        frames[planner] = results.model_frame(model)
-        rows.append(results.summary_row(planner, frames[planner], taken))
+    with draws_reused():  # one population for every planner: the same seed draws it once
+        for planner in planners:
+            start = time.perf_counter()
+            model = EconomyModel(**baseline_kwargs(settings, planner))
+            try:
+                step_all(model, desc=planner, progress=progress)
+            finally:
+                model.close()
+            taken = time.perf_counter() - start
+            objective_name = model.objective_name
+            frames[planner] = results.model_frame(model)
+            rows.append(results.summary_row(planner, frames[planner], taken))
     table = pd.DataFrame(rows).set_index("run").rename_axis("planner").sort_values("objective", ascending=False)
-    header = (f"{s['preset']} preset, {s['workers']} rational workers, {s['steps']} steps, tax year "
+    header = (f"{s['preset']} preset, {s['workers']} rational workers, {s['max_steps']} steps, tax year "
               f"{s['tax_year_length']}, objective {objective_name}, seed {s['seed']}")
     if s["out"] is not None:
         out = Path(s["out"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
 from experiments import folders, plots
-from llm_runtime.config import API_KEY_ENV
+from experiments.cli import ALIASES
+from llm_runtime.config import API_KEY_ENV, redact_url
 from validation import ParameterError as ConfigError
 
 STORE_NAME = "responses.sqlite"
@@ -34,6 +34,10 @@ def read_config(folder: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("settings", {}), dict):
         raise ConfigError("--run", f"{folder / CONFIG_NAME} is not a run.py configuration",
                           "a results folder written by run.py, with its config.json intact")
+    settings = config.get("settings", {})  # written under a short spelling before settings took their own names
+    for alias, name in ALIASES.items():
+        if alias in settings and name not in settings:
+            settings[name] = settings.pop(alias)
     return config
 
 
@@ -48,26 +52,14 @@ def finish(out: Path) -> Path:
     return folders.finish(out)
 
 
-def without_credentials(url: str | None) -> str | None:
-    """A URL with any user:password part removed and query values redacted (servers take keys there too)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    query = urlencode([(name, "REDACTED") for name, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
 def llm_settings(model) -> dict | None:
     """The LLM layer's resolved settings (backend, URLs without credentials, model); never a key."""
     if model.llm is None:
         return None
     public = model.llm.config.public_dict()
-    public["base_urls"] = [without_credentials(u) for u in public.get("base_urls", ())]
     backend = model.llm.backend
     public["resolved"] = {"kind": backend.kind, "model": model.llm.model,
-                          "base_urls": [without_credentials(u) for u in backend.base_urls],
+                          "base_urls": [redact_url(u) for u in backend.base_urls],
                           "model_path": backend.model_path,
                           # which variable held the key (never the key): a resume needs it again
                           "api_key_env": next((v for v in API_KEY_ENV if os.environ.get(v)), None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments.cli import MODEL_SETTINGS, PARAM
+from experiments.cli import PARAMETERS
 from llm_runtime.errors import StoreCorruptError, StoreError  # noqa: F401 - run.py reports them
 
 __all__ = ["Interrupted", "ResultsNotWritten", "StoreCorruptError", "StoreError", "SweepFailed", "TooManyFailures",
@@ -73,7 +73,7 @@ def failure_rate(stats: dict) -> float:
 def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mode: str = "record",
                  agent_interval: int = 0, **overrides) -> dict:
     """``EconomyModel`` keyword arguments for the settings ``s`` (names as in run.py's flags)."""
-    kwargs = {PARAM.get(name, name): s[name] for name in MODEL_SETTINGS if name in s}
+    kwargs = {name: s[name] for name in PARAMETERS if name in s}
     kwargs.update(agent_interval=agent_interval, llm_store=store, llm_store_mode=store_mode, run_id=run_id,
                   rng=seed, **overrides)
     return kwargs
@@ -81,13 +81,13 @@ def model_kwargs(s: dict, *, seed: int, run_id: str, store: str | None, store_mo
 
 # what makes the economy (population, preferences, taxes, objective, time); not who decides or how (minds,
 # planner, scenario, network, LLM settings)
-BASELINE_SHARED = ("workers", "preset", "brackets", "objective", "tax_year_length", "steps", "population", "eta",
+BASELINE_SHARED = ("workers", "preset", "brackets", "objective", "tax_year_length", "max_steps", "population", "eta",
                    "frisch", "hours_grid", "standard_deduction", "initial_rates")
 
 
 def baseline_kwargs(s: dict, planner: str, **overrides) -> dict:
     """A baseline planner with rational workers on the same economy, population and seed (no data per worker)."""
-    kwargs = {PARAM.get(name, name): s[name] for name in BASELINE_SHARED if name in s}
+    kwargs = {name: s[name] for name in BASELINE_SHARED if name in s}
     kwargs.update(planner=planner, agent_interval=0, rng=s["seed"], **overrides)
     return kwargs
 

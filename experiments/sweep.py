@@ -162,7 +162,7 @@ def summarise(table: pd.DataFrame, s: dict) -> str:
     keys = list(s["grid"])
     stats = (last.groupby(keys)["objective"].agg(["mean", "std", "count"]) if keys else
              last["objective"].agg(["mean", "std", "count"]).to_frame("all runs").T)
-    return (f"# sweep {len(table['run'].unique())} runs\n\n{s['steps']} steps, seeds "
+    return (f"# sweep {len(table['run'].unique())} runs\n\n{s['max_steps']} steps, seeds "
             f"{', '.join(map(str, s['seeds']))}, executor {s['executor']}.\n\nFinal-step objective:\n\n```\n"
             f"{results.table_text(stats)}\n```\n\nTable: `{TABLE_NAME}`, one row per run and step (columns: run, "
             f"seed, swept parameters, step, every model reporter).\n")

@@ -11,7 +11,7 @@ import importlib
 
 _WHERE = {"Accounting": "accounting", "LLMClient": "client", "BACKENDS": "config", "STORE_MODES": "config",
           "Backend": "config", "LLMConfig": "config", "redact_url": "config", "resolve_backend": "config",
-          "LLMConfigError": "errors", "ReplayMissError": "errors", "ServerStopped": "errors", "StoreCorruptError": "errors",
+          "ReplayMissError": "errors", "ServerStopped": "errors", "StoreCorruptError": "errors",
           "StoreError": "errors", "Failure": "records", "FailureKind": "records", "LLMRequest": "records",
           "LLMResult": "records", "RequestStream": "records", "Usage": "records", "ResponseStore": "store"}
 

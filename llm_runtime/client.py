@@ -16,10 +16,12 @@ from typing import Self
 
 import openai
 
+from validation import ParameterError
+
 from .accounting import Accounting
 from .config import Backend, LLMConfig, api_key_from_env, redact, redact_url, resolve_backend, secrets_of
 from .engine import BuildInterrupted, Engine
-from .errors import LLMConfigError, ServerStopped
+from .errors import ServerStopped
 from .records import FailureKind, LLMRequest, LLMResult
 from .store import ResponseStore
 from .transport import Endpoint
@@ -66,7 +68,7 @@ class LLMClient:
     """
 
     def __init__(self, config: LLMConfig | None = None, *, env: dict | None = None):
-        self.config = cfg = config or LLMConfig.from_env()
+        self.config = cfg = config or LLMConfig()
         self.backend: Backend = resolve_backend(cfg, env)
         self.accounting = Accounting()
         self.embedded = None
@@ -78,7 +80,7 @@ class LLMClient:
             self.store = (ResponseStore(cfg.store_path, writable=cfg.store_mode == "record")
                           if cfg.store_mode != "off" else None)
         except (OSError, sqlite3.Error) as err:
-            raise LLMConfigError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
+            raise ParameterError("store_path", f"cannot open {cfg.store_path!r} ({type(err).__name__})",
                                  "a writable SQLite file path") from None
         urls, model = self.backend.base_urls, self.backend.model
         embedded = self.backend.kind == "embedded"
@@ -101,7 +103,7 @@ class LLMClient:
             if cfg.check_server and cfg.store_mode != "replay":
                 model = self._loop.run(self._check(model, known=not embedded))
             if model is None:
-                raise LLMConfigError("model", "not set", "a model name served at base_urls (model / LLM_MODEL)")
+                raise ParameterError("model", "not set", "a model name served at base_urls (model, $LLM_MODEL)")
             self.model = model
             self._engine = Engine(self._endpoints, model=model, store=self.store, config=cfg,
                                   accounting=self.accounting,
@@ -132,12 +134,12 @@ class LLMClient:
                 if known and ids and model not in ids:
                     served = redact(", ".join(str(i)[:100] for i in ids[:20]), secrets_of(self.backend.api_key)) \
                         + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")  # the server's words: no key
-                    raise LLMConfigError("model", f"{shown} has no model {model!r}", f"a model it serves: {served}")
+                    raise ParameterError("model", f"{shown} has no model {model!r}", f"a model it serves: {served}")
             except openai.AuthenticationError:
-                raise LLMConfigError("api_key", f"rejected by {shown}",
+                raise ParameterError("api_key", f"rejected by {shown}",
                                      "a valid key in OPENAI_API_KEY or LLM_API_KEY") from None
             except openai.APIConnectionError as err:
-                raise LLMConfigError("base_url", f"cannot reach {shown} ({type(err).__name__})",
+                raise ParameterError("base_urls", f"cannot reach {shown} ({type(err).__name__})",
                                      "the URL of a running OpenAI-compatible server") from None
             except openai.APIStatusError:
                 pass  # reachable; some servers have no /models
@@ -185,7 +187,7 @@ class LLMClient:
         if rejected is not None and results and all(r.failure is not None and r.failure.kind is FailureKind.HTTP_ERROR
                                                    for r in results):
             # every request failed as a wrong setting makes them fail: no later batch would do better
-            raise LLMConfigError(*rejected)
+            raise ParameterError(*rejected)
         if results and not all(r.from_store for r in results) and all(
                 r.failure is not None and r.failure.kind.is_transient and r.failure.kind is not FailureKind.INTERNAL
                 for r in results):  # (a replay only reads what happened)

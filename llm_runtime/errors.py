@@ -1,12 +1,6 @@
-"""Exceptions raised by the LLM layer (one bad answer never raises; these mean misuse or misconfiguration)."""
+"""Exceptions raised by the LLM layer (one bad answer never raises; these mean misuse or misconfiguration).
 
-
-class LLMConfigError(ValueError):
-    """Bad configuration: a one-line message naming the field and its allowed values."""
-
-    def __init__(self, field: str, problem: str, allowed: str):
-        self.field, self.problem, self.allowed = field, problem, allowed
-        super().__init__(f"LLM config: {field}: {problem}; allowed: {allowed}")
+A bad setting raises :class:`validation.ParameterError`, as every bad parameter of the project does."""
 
 
 class ReplayMissError(LookupError):

@@ -15,7 +15,7 @@ import inspect
 import mesa
 import numpy as np
 
-from agents.llm_minds import llm_client
+from agents.llm_settings import llm_client
 from agents.network import build_network
 from agents.planner import PlannerAgent, make_rule
 from agents.worker import WORKER_MINDS, AgentStepMind, Workforce, WorkerAgent

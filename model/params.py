@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 import agents.llm_minds  # noqa: F401 (registers the LLM mind and planner)
+from agents.llm_settings import llm_parameter
 from agents.network import NETWORKS
 from agents.planner import PLANNERS, rule_options
 from agents.prompt_styles import PROMPT_STYLES
@@ -61,41 +60,13 @@ PRESETS.register("calibrated", Preset(brackets="us_2025_single", planner="us_fed
 PRESETS.register("paper", Preset(brackets="three", planner="fixed", population="paper_gb2", objective="paper_swf",
                                  hours_grid=10.0, standard_deduction=False,
                                  preferences=lambda skills, params: LinearPreferences()))
-BACKENDS = ("auto", "openai", "embedded")
-STORE_MODES = ("record", "replay", "off")
 MAX_WORKERS = 10_000_000
-MAX_CONCURRENCY = 4096
 MIN_HOURS_GRID = 0.1  # coarser than any realistic hours choice; a finer grid only costs memory
 
 
 def _plain_number(value):
     """numpy scalars as Python numbers (batch_run and sweeps pass them); booleans stay booleans (and fail)."""
     return value.item() if isinstance(value, np.integer | np.floating | np.bool_) else value
-
-
-URL_WORDS = "http(s)://host[:port]/v1, several comma-separated, without credentials (keys go in OPENAI_API_KEY)"
-
-
-def _base_urls(value: str | None) -> str | None:
-    """Comma-separated OpenAI-compatible base URLs; credentials in a URL would end up in results, so none."""
-    if value is None:
-        return None
-    if any(ord(character) < 32 or 127 <= ord(character) < 160 for character in value):
-        raise PydanticCustomError("url", "{url} holds a line break or another control character",
-                                  {"url": repr(value), "allowed": URL_WORDS})
-    urls = [url.strip() for url in value.split(",")]
-    for url in urls:
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises on a port that is not a number)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PydanticCustomError("url", "{url} is not a valid URL", {"url": repr(url), "allowed": URL_WORDS})
-        if parts.username or parts.password:
-            raise PydanticCustomError("url", "a URL with user:password would be written to the results",
-                                      {"allowed": URL_WORDS})
-    return ",".join(urls)
 
 
 Int = Annotated[int, BeforeValidator(_plain_number)]
@@ -147,16 +118,11 @@ class EconomyParams(BaseModel):
                           Field(description="weight of neighbours' preferences in each rational vote")] = 0.0
     candidates: Annotated[Int, Field(ge=1, le=1000),
                           Field(description="workers who run in each election")] = 5
-    backend: Annotated[str | None, choice(BACKENDS, "backend"),
-                       Field(description="LLM backend: auto (a server when LLM_BASE_URL/OPENAI_API_KEY is set, else the embedded model), openai, embedded (default: $LLM_BACKEND, else auto)")] = None
-    base_url: Annotated[str | None, Field(max_length=4096), AfterValidator(_base_urls),
-                        Field(description="OpenAI-compatible base URL(s), comma-separated (default: $LLM_BASE_URL)")] = None
-    llm_model: Annotated[str | None, Field(min_length=1, max_length=200),
-                         Field(description="model name on the LLM server (default: $LLM_MODEL, else the server's first)")] = None
-    llm_store: Annotated[str | None, Field(max_length=4096), Field(
-        description="SQLite file of the LLM answers (default: $LLM_STORE, else results/llm-responses.sqlite)")] = None
-    llm_store_mode: Annotated[str | None, choice(STORE_MODES, "store mode"), Field(
-        description="record, replay or off (default: $LLM_STORE_MODE, else record)")] = None
+    backend: llm_parameter("backend") = None
+    base_url: llm_parameter("base_url") = None
+    llm_model: llm_parameter("llm_model") = None
+    llm_store: llm_parameter("llm_store") = None
+    llm_store_mode: llm_parameter("llm_store_mode") = None
     prompt_mode: Annotated[str, choice(PROMPT_STYLES, "prompt mode"),
                            Field(description="prompt style of LLM minds")] = "improved"
     history_length: Annotated[Int | None, Field(ge=0, le=10_000),
@@ -165,8 +131,7 @@ class EconomyParams(BaseModel):
                           Field(description="LLM workers decide per archetype, K clusters (0 = each worker)")] = 0
     run_id: Annotated[str, Field(min_length=1, max_length=200),
                       Field(description="the run's name in the LLM response store")] = "run"
-    llm_concurrency: Annotated[Int | None, Field(ge=1, le=MAX_CONCURRENCY),
-                               Field(description="LLM requests in flight at once (default: $LLM_CONCURRENCY, else the client's)")] = None
+    llm_concurrency: llm_parameter("llm_concurrency") = None
 
     @model_validator(mode="after")
     def _resolve(self) -> EconomyParams:

@@ -21,20 +21,20 @@ BAD = [
     ("run --workers 0", None, "--workers"),
     ("run --workers 2.5", None, "--workers"),
     ("run --workers 99999999999", None, "--workers"),
-    ("run --steps x", None, "--steps"),
-    ("run --steps 0", None, "--steps"),
+    ("run --steps x", None, "--max-steps"),
+    ("run --steps 0", None, "--max-steps"),
     ("run --tax-year-length 0", None, "--tax-year-length"),
     ("run --tax-year-length=-10 --steps 10", None, "--tax-year-length"),
     ("run --preset weird", None, "--preset"),
     ("run --brackets nope", None, "--brackets"),
     ("run --planner magic", None, "--planner"),
     ("run --worker-mind psychic", None, "--worker-mind"),
-    ("run --scenario anarchy", None, "--scenario"),
+    ("run --scenario anarchy", None, "--scenario-name"),
     ("run --objective happiness", None, "--objective"),
     ("run --backend cloud", None, "--backend"),
     ("run --base-url notaurl", None, "--base-url"),
     ("run --base-url http://host:port/v1", None, "--base-url"),
-    ("run --model=", None, "--model"),
+    ("run --model=", None, "--llm-model"),
     ("run --seed -1", None, "--seed"),
     ("run --seed 1.5", None, "--seed"),
     ("run --prompt-mode verbose", None, "--prompt-mode"),
@@ -43,17 +43,17 @@ BAD = [
     ("run --agent-interval -2", None, "--agent-interval"),
     ("run --baselines foo", None, "--baselines"),
     ("run --baselines saez,saez", None, "--baselines"),
-    ("run --scenario bounded --worker-mind rational", None, "--scenario"),
+    ("run --scenario bounded --worker-mind rational", None, "--scenario-name"),
     ("run --planner us_federal --brackets three --worker-mind rational", None, "--planner"),
     ("run --wrokers 3", None, "arguments"),
     ("run --workers", None, "--workers"),
     ("run extra", None, "arguments"),
     ("frobnicate", None, "command"),
-    ("--workers 3 --steps", None, "--steps"),
+    ("--workers 3 --steps", None, "--max-steps"),
     ("compare --planners=", None, "--planners"),
     ("compare --planners saez,llm", None, "--planners"),
     ("compare --planners a,b", None, "--planners"),
-    ("compare --steps -5", None, "--steps"),
+    ("compare --steps -5", None, "--max-steps"),
     ("compare --workers 1e3", None, "--workers"),
     ("sweep --executor spark", None, "--executor"),
     ("sweep --scheduler tcp://127.0.0.1:8786", None, "--scheduler"),
@@ -66,7 +66,7 @@ BAD = [
     ("sweep --seeds a,b", None, "--seeds"),
     ("sweep --seeds 1,1", None, "--seeds"),
     ("sweep --jobs 0", None, "--jobs"),
-    ("sweep --grid scenario=rational,bounded", None, "--scenario (grid point scenario=bounded)"),
+    ("sweep --grid scenario=rational,bounded", None, "--scenario-name (grid point scenario_name=bounded)"),
     ("sweep --grid planner=fixed,us_federal --brackets three", None, "--planner (grid point planner=us_federal)"),
     ("sweep --grid seed=1,2", None, "--grid"),
     ("run --base-url http://a/v1,ftp://b", None, "--base-url"),
@@ -94,7 +94,7 @@ BAD = [
     ("run --config {tmp}/c.toml", "preset = 3", "preset ("),
     ("run --config {tmp}/c.toml", "seed = -4", "seed ("),
     ("run --config {tmp}/c.toml", "base_url = 5", "base_url ("),
-    ("run --config {tmp}/c.toml", "steps = 0", "steps ("),
+    ("run --config {tmp}/c.toml", "steps = 0", "max_steps ("),
     ("run --config {tmp}/c.toml", "planner_options = 3", "planner_options ("),
     ("run --config {tmp}/c.toml", "[workers]\nn = 3", "workers ("),
     ("compare --config {tmp}/c.toml", 'planners = "saez,llm"', "planners ("),
@@ -205,9 +205,11 @@ def test_help_exits_0_and_documents_every_option_with_its_default():
             entries[flag] = line
         elif line.strip():
             entries[flag] += " " + line.strip()
-    for flag in ("--workers", "--steps", "--tax-year-length", "--preset", "--brackets", "--planner", "--worker-mind",
-                 "--scenario", "--objective", "--backend", "--base-url", "--model", "--seed", "--out"):
+    for flag in ("--workers", "--max-steps", "--tax-year-length", "--preset", "--brackets", "--planner",
+                 "--worker-mind", "--scenario-name", "--objective", "--backend", "--base-url", "--llm-model", "--seed",
+                 "--out"):
         assert "(default: " in entries[flag], entries[flag]
+    assert not {"--steps", "--scenario", "--model"} & set(entries)  # short spellings work, help shows one
     assert "--config" in entries
 
 
@@ -225,7 +227,7 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     (tmp_path / "c.toml").write_text('workers = 7\nsteps = 12\npreset = "paper"\nbaselines = ["saez"]\n')
     _, settings = resolve(["run", "--config", str(tmp_path / "c.toml"), "--steps", "6", "--out",
                            str(tmp_path / "o")], run.DEFAULTS)
-    assert (settings["workers"], settings["steps"], settings["preset"]) == (7, 6, "paper")
+    assert (settings["workers"], settings["max_steps"], settings["preset"]) == (7, 6, "paper")
     assert settings["baselines"] == ["saez"] and settings["tax_year_length"] == run.RUN_DEFAULTS["tax_year_length"]
     assert settings["worker_mind"] == "llm" and settings["planner"] == "llm"
 
@@ -234,8 +236,8 @@ def test_no_arguments_is_the_main_job(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default results folder is relative; an earlier main job's is not in the way
     command, settings = resolve([], run.DEFAULTS)
     assert command == "run" and settings["worker_mind"] == "llm" and settings["planner"] == "llm"
-    assert {k: settings[k] for k in ("workers", "steps", "tax_year_length")} == \
-        {k: run.RUN_DEFAULTS[k] for k in ("workers", "steps", "tax_year_length")}
+    assert {k: settings[k] for k in ("workers", "max_steps", "tax_year_length")} == \
+        {k: run.RUN_DEFAULTS[k] for k in ("workers", "max_steps", "tax_year_length")}
     assert settings["out"].startswith("results/calibrated-llm-seed42-")  # then a hash of the settings
 
 
@@ -243,8 +245,8 @@ def test_with_a_server_named_the_main_job_is_the_papers_default_experiment(tmp_p
     monkeypatch.chdir(tmp_path)
     for name in ("LLM_BASE_URL", "LLM_BACKEND", "OPENAI_API_KEY", "LLM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    paper = {"workers": 5, "steps": 2500, "tax_year_length": 25}  # the reference's N, max timesteps and T
-    size = ("workers", "steps", "tax_year_length")
+    paper = {"workers": 5, "max_steps": 2500, "tax_year_length": 25}  # the reference's N, max timesteps and T
+    size = ("workers", "max_steps", "tax_year_length")
     for argv, env in ((["--base-url", "http://127.0.0.1:8000/v1"], {}), (["--backend", "openai"], {}),
                       ([], {"LLM_BASE_URL": "http://127.0.0.1:8000/v1"}), ([], {"OPENAI_API_KEY": "k"})):
         with monkeypatch.context() as env_now:
@@ -253,7 +255,7 @@ def test_with_a_server_named_the_main_job_is_the_papers_default_experiment(tmp_p
             assert {k: resolve(argv, run.DEFAULTS)[1][k] for k in size} == paper, (argv, env)
     for argv in ([], ["--model", "SmolLM2-135M-Instruct.Q4_1"], ["--backend", "embedded"]):
         assert {k: resolve(argv, run.DEFAULTS)[1][k] for k in size} == {k: run.RUN_DEFAULTS[k] for k in size}
-    assert resolve(["--base-url", "http://127.0.0.1:8000/v1", "--steps", "7"], run.DEFAULTS)[1]["steps"] == 7
+    assert resolve(["--base-url", "http://127.0.0.1:8000/v1", "--steps", "7"], run.DEFAULTS)[1]["max_steps"] == 7
 
 
 def test_sweep_grid_from_flags_and_toml_agree(tmp_path):

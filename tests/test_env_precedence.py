@@ -11,11 +11,12 @@ import pytest
 
 import llm_runtime
 import run
-from agents.llm_minds import llm_client
-from experiments.cli import COMMAND_OPTIONS, SETTING, flag
+from agents.llm_settings import llm_client
+from experiments.cli import COMMAND_OPTIONS, flag
 from experiments.config import resolve
 from experiments.runner import model_kwargs
-from llm_runtime.config import _ENV, API_KEY_ENV, LLMConfig, resolve_backend, server_named
+from agents.llm_settings import LLM_PARAMETERS
+from llm_runtime.config import API_KEY_ENV, LLMConfig, resolve_backend, server_named
 from model.params import EconomyParams
 from validation import ParameterError, validate
 
@@ -38,7 +39,7 @@ def readme_variables() -> dict[str, str]:
 
 
 VARIABLES = readme_variables()
-FIELD = {variable: field for field, (variable, _) in _ENV.items()}
+FIELD = {LLMConfig.variable(field): field for field in LLMConfig.model_fields}
 # For each LLMConfig field read from a variable: (the variable's text, the value it gives, a keyword's value)
 SAMPLES = {
     "backend": ("embedded", "embedded", "openai"),
@@ -55,16 +56,22 @@ SAMPLES = {
     "embedded_model_path": ("/models/env.gguf", "/models/env.gguf", "/models/keyword.gguf"),
     "embedded_slots": ("2", 2, 3),
     "embedded_threads": ("2", 2, 1),
+    "embedded_ctx_per_slot": ("4096", 4096, 2048),
+    "max_reasks": ("0", 0, 1),
+    "temperature": ("0.7", 0.7, 0.2),
+    "seed": ("7", 7, 9),
+    "max_tokens": ("64", 64, 32),
+    "connect_timeout_s": ("2.5", 2.5, 1.0),
+    "check_server": ("false", False, True),
 }
 # LLMConfig fields that are also model parameters (EconomyParams), and so flags where run.py has them
-PARAMETER = {"backend": "backend", "base_urls": "base_url", "model": "llm_model", "concurrency": "llm_concurrency",
-             "store_path": "llm_store", "store_mode": "llm_store_mode"}
+PARAMETER = {setting: parameter for parameter, setting in LLM_PARAMETERS.items()}
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
     """No LLM variable or key from the machine running the tests."""
-    for name in [*(variable for variable, _ in _ENV.values()), *API_KEY_ENV]:
+    for name in [*FIELD, *API_KEY_ENV]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(llm_runtime, "LLMClient", lambda config: config)  # llm_client returns its configuration
     return monkeypatch
@@ -76,22 +83,22 @@ def keyword(field: str, value):
 
 def test_the_readme_lists_every_variable_the_llm_layer_reads():
     assert set(VARIABLES) == set(FIELD) | set(API_KEY_ENV)
-    assert set(SAMPLES) == set(_ENV), "give the new variable a sample above"
+    assert set(SAMPLES) == set(LLMConfig.model_fields), "give the new setting a sample above"
 
 
 @pytest.mark.parametrize("variable", sorted(set(VARIABLES) & set(FIELD)))
-def test_a_variable_wins_over_its_default_and_loses_to_a_keyword(variable):
+def test_a_variable_wins_over_its_default_and_loses_to_a_keyword(variable, clean_env):
     field = FIELD[variable]
     given, value, other = SAMPLES[field]
     default = getattr(LLMConfig(), field)
     assert value != default and other != value
-    assert getattr(LLMConfig.from_env(env={}), field) == default
-    assert getattr(LLMConfig.from_env(env={variable: given}), field) == value
-    assert getattr(LLMConfig.from_env(env={variable: given}, **{field: keyword(field, other)}), field) == other
+    clean_env.setenv(variable, given)
+    assert getattr(LLMConfig(), field) == value
+    assert getattr(LLMConfig(**{field: keyword(field, other)}), field) == other
     if default not in (None, ()):  # the README states the default the code has
         shown = VARIABLES[variable].replace(",", "")
-        written = f"`{default}`" if isinstance(default, str) else str(default) if isinstance(default, int) \
-            else f"{default:g}"
+        written = f"`{default}`" if isinstance(default, str) else f"`{str(default).lower()}`" \
+            if isinstance(default, bool) else str(default) if isinstance(default, int) else f"{default:g}"
         assert written in (shown if isinstance(default, str) else shown.split()), (variable, shown, default)
 
 
@@ -111,7 +118,7 @@ def test_a_variable_wins_over_the_models_default_and_loses_to_its_argument(varia
 def test_run_py_a_flag_wins_over_a_variable_and_its_own_store_over_both(variable, clean_env, tmp_path):
     field = FIELD[variable]
     given, value, other = SAMPLES[field]
-    name = SETTING.get(PARAMETER[field], PARAMETER[field])
+    name = PARAMETER[field]
     small = ["run", "--worker-mind", "rational", "--planner", "us_federal", "--baselines", "none"]
     store = str(tmp_path / "run" / "responses.sqlite")
 
@@ -135,9 +142,9 @@ def test_run_py_a_flag_wins_over_a_variable_and_its_own_store_over_both(variable
 
 
 @pytest.mark.parametrize("variable", sorted(set(VARIABLES) & set(API_KEY_ENV)))
-def test_a_key_names_a_server_and_an_explicit_backend_wins(variable):
+def test_a_key_names_a_server_and_an_explicit_backend_wins(variable, clean_env):
     config = LLMConfig(base_urls=(LOOPBACK,), model="m")
     assert resolve_backend(config, env={}).api_key == "not-needed"
     assert resolve_backend(config, env={variable: "secret-key-123"}).api_key == "secret-key-123"
-    assert not server_named(None, (), env={}) and server_named(None, (), env={variable: "secret-key-123"})
-    assert not server_named("embedded", (), env={variable: "secret-key-123"})
+    assert not server_named(LLMConfig(), env={}) and server_named(LLMConfig(), env={variable: "secret-key-123"})
+    assert not server_named(LLMConfig(backend="embedded"), env={variable: "secret-key-123"})

@@ -9,7 +9,7 @@ import pytest
 
 import run
 from experiments import sweep
-from experiments.cli import (COMMA_LISTS, COMMAND_OPTIONS, NOT_SETTINGS, NOT_SWEPT, SETTING, TOML_ONLY, default_of,
+from experiments.cli import (COMMA_LISTS, COMMAND_OPTIONS, NOT_SETTINGS, NOT_SWEPT, TOML_ONLY, default_of,
                              flag, option_help)
 from experiments.config import resolve
 from experiments.runner import model_kwargs
@@ -61,7 +61,7 @@ def test_the_walk_covers_every_parameter():
     assert set(NOT_SETTINGS) <= set(EconomyParams.model_fields)  # no stale name among those left out
     assert set(WALKED) == set(VALUES), "give the new parameter a value in VALUES, or name it in NOT_SETTINGS"
     for field in WALKED:  # each value differs from every default, so that reaching the model means something
-        name = SETTING.get(field, field)
+        name = field
         defaults = {EconomyParams.model_fields[field].default, *(str(default_of(name, run.DEFAULTS.get(command, {})))
                                                                  for command in ("run", "sweep"))}
         assert str(VALUES[field]) not in map(str, defaults), field
@@ -69,7 +69,7 @@ def test_the_walk_covers_every_parameter():
 
 @pytest.mark.parametrize("field", WALKED)
 def test_a_flag_and_a_toml_key_reach_the_model_under_the_parameters_name(field, tmp_path):
-    name, value = SETTING.get(field, field), VALUES[field]
+    name, value = field, VALUES[field]
     given = [] if field in TOML_ONLY else [flag(name), text(value)]
     (tmp_path / "c.toml").write_text(f"{name} = {toml(value)}\n", encoding="utf-8")
     for argv in (given, ["--config", str(tmp_path / "c.toml")]):
@@ -84,7 +84,7 @@ def test_a_flag_and_a_toml_key_reach_the_model_under_the_parameters_name(field, 
 
 @pytest.mark.parametrize("field", [f for f in WALKED if f not in TOML_ONLY and f not in NOT_SWEPT])
 def test_a_grid_name_reaches_each_runs_model(field, tmp_path):
-    name, value = SETTING.get(field, field), VALUES[field]
+    name, value = field, VALUES[field]
     (tmp_path / "g.toml").write_text(f"[grid]\n{name} = [{toml(value)}]\n", encoding="utf-8")
     ways = [["--config", str(tmp_path / "g.toml")]]
     if name not in COMMA_LISTS:

@@ -18,7 +18,7 @@ ALLOWED = {
     "validation": set(),
     "public_finance": {"registry", "validation"},
     "calibration": {"registry", "validation"},
-    "llm_runtime": set(),
+    "llm_runtime": {"validation"},
     "agents": {"registry", "validation", "public_finance", "calibration", "llm_runtime"},
     "model": {"registry", "validation", "public_finance", "calibration", "agents"},
     "experiments": {"registry", "validation", "public_finance", "calibration", "agents", "model", "llm_runtime"},

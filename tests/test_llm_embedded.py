@@ -36,7 +36,7 @@ def port_is_free(port: int) -> bool:
 
 def test_embedded_model_answers_four_concurrent_schema_requests_and_stops_cleanly():
     try:
-        find_model_file(None, env={})
+        find_model_file(None)
     except Exception as err:  # noqa: BLE001 - the model ships with the test requirements
         pytest.fail(f"embedded model missing: {err}")
     config = LLMConfig(backend="embedded", store_mode="off", embedded_slots=4, embedded_ctx_per_slot=1024,

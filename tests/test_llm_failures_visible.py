@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_runtime import LLMClient, LLMConfig, LLMConfigError, resolve_backend
+from llm_runtime import LLMClient, LLMConfig, resolve_backend
+from validation import ParameterError
 from tests.llm_helpers.common import work_requests
 from tests.llm_server import FaultServer
 
@@ -46,7 +47,7 @@ def test_an_unknown_model_stops_the_run_in_its_first_batch_and_writes_nothing(tm
         sent = srv.stats()["requests"]
     assert done.returncode == 2
     line = one_line(done)
-    assert line.startswith("run.py: error: --model:") and "no-such-model" in line
+    assert line.startswith("run.py: error: --llm-model:") and "no-such-model" in line
     if listed:
         assert "fault-model" in line and sent == 0  # the server's list names what it serves
     else:
@@ -107,12 +108,12 @@ def test_a_clean_llm_run_shows_its_requests_first(tmp_path):
 def test_model_with_the_embedded_backend_must_name_the_embedded_model(tmp_path):
     done = cli("run", "--backend", "embedded", "--model", "other", "--workers", 2, "--steps", 1, "--out",
                tmp_path / "run")
-    assert done.returncode == 2 and one_line(done).startswith("run.py: error: --model: 'other' is not the embedded")
+    assert done.returncode == 2 and one_line(done).startswith("run.py: error: --llm-model: 'other' is not the embedded")
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
 def test_model_alone_never_changes_the_backend():
-    with pytest.raises(LLMConfigError, match="not the embedded model"):
+    with pytest.raises(ParameterError, match="not the embedded model"):
         resolve_backend(LLMConfig(model="gpt-4o", store_mode="off"), env={})
     embedded = resolve_backend(LLMConfig(store_mode="off"), env={}).model
     assert resolve_backend(LLMConfig(model=embedded, store_mode="off"), env={}).kind == "embedded"
@@ -122,6 +123,6 @@ def test_model_alone_never_changes_the_backend():
 def test_a_batch_refused_for_its_model_raises_a_config_error_naming_the_model():
     with FaultServer(list_models=False) as srv, LLMClient(LLMConfig(
             base_urls=(srv.base_url,), model="absent", store_mode="off"), env={}) as client:
-        with pytest.raises(LLMConfigError) as err:
+        with pytest.raises(ParameterError) as err:
             client.run_batch(work_requests(5))
     assert err.value.field == "model" and "absent" in err.value.problem

@@ -13,7 +13,7 @@ from agents.planner import PLANNERS, FixedRule
 from agents.prompt_styles import PROMPT_STYLES, PaperStyle
 from agents.worker import WORKER_MINDS, WorkerAgent, WorkerMind
 from model.model import EconomyModel
-from model.params import BACKENDS, STORE_MODES, EconomyParams
+from model.params import EconomyParams
 from model.scenarios import SCENARIOS
 from public_finance.welfare import OBJECTIVES, Objective
 from registry import Registry
@@ -130,9 +130,14 @@ def test_allowed_names_come_from_the_registries():
 
 
 def test_the_llm_settings_the_model_checks_are_the_runtimes():
-    import llm_runtime
+    import model.params
+    from llm_runtime.config import BACKENDS, MAX_CONCURRENCY, STORE_MODES
+    from validation import allowed
 
-    assert BACKENDS == tuple(llm_runtime.BACKENDS) and STORE_MODES == tuple(llm_runtime.STORE_MODES)
+    assert allowed(EconomyParams, "backend") == "one of " + ", ".join(BACKENDS)
+    assert allowed(EconomyParams, "llm_store_mode") == "one of " + ", ".join(STORE_MODES)
+    assert allowed(EconomyParams, "llm_concurrency").endswith(f"<= {MAX_CONCURRENCY}")
+    assert not {"BACKENDS", "STORE_MODES", "MAX_CONCURRENCY"} & set(vars(model.params))  # declared once
 
 
 def test_a_registry_refuses_to_silently_replace_an_entry():

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from agents.planner import PLANNERS
 from model.model import EconomyModel
 from model.params import PRESETS
 from public_finance.taxes import bracket_set
@@ -18,10 +19,10 @@ SHARED_ARGUMENTS = ("workers", "preset", "brackets", "objective", "tax_year_leng
 
 
 def baseline_planners(model_kwargs: dict) -> tuple[str, ...]:
-    """Baselines that apply: US federal only on US brackets, the oracle only up to 500 workers."""
+    """Baselines that apply: those whose rule can set rates on the brackets, the oracle only up to 500 workers."""
     preset = model_kwargs.get("preset", "calibrated")
     brackets = model_kwargs.get("brackets") or PRESETS[preset].brackets
-    names = [name for name in BASELINES if name != "us_federal" or bracket_set(brackets).statutory]
+    names = [name for name in BASELINES if PLANNERS[name].applies_to(bracket_set(brackets))]
     if model_kwargs.get("workers", 100) > ORACLE_MAX_WORKERS:
         names.remove("oracle")
     return tuple(names)

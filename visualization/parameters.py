@@ -16,7 +16,8 @@ from agents.network import NETWORKS
 from agents.planner import PLANNERS
 from agents.worker import WORKER_MINDS
 from model.model import EconomyModel
-from model.params import BACKENDS, PRESETS, EconomyParams
+from llm_runtime.config import BACKENDS
+from model.params import PRESETS, EconomyParams
 from model.scenarios import SCENARIOS
 from public_finance.taxes import BRACKET_SETS
 from public_finance.welfare import OBJECTIVES
@@ -25,41 +26,58 @@ from visualization.baselines import ORACLE_MAX_EVALUATIONS
 
 PRESET_DEFAULT = "preset default"
 SCENARIO_DEFAULT = "scenario default"
+SEED = 42
 MAX_WORKERS = 10_000
 
 
+def _declared(name: str):
+    """The type of model parameter ``name``, as :class:`EconomyParams` declares it."""
+    info = EconomyParams.model_fields[name]
+    return Annotated[info.annotation, *info.metadata]
+
+
 class DashboardParams(EconomyParams):
-    """The model's parameters, with the sizes a browser session can show."""
+    """The model's parameters, with the sizes a browser session can show, and the defaults of an economy that moves
+    when played: the black-box planner tries new rates at the end of each 5-step tax year."""
 
     workers: Annotated[int, Field(ge=2, le=MAX_WORKERS, json_schema_extra={
         "allowed": f"a whole number from 2 to {MAX_WORKERS}"})] = 100
-    tax_year_length: Annotated[int, Field(ge=1, le=10_000)] = 25
+    planner: _declared("planner") = "blackbox"
+    tax_year_length: Annotated[int, Field(ge=1, le=10_000)] = 5
     max_steps: Annotated[int, Field(ge=1, le=100_000)] = 100
 
 
-def _select(name: str, label: str, values, default=None) -> dict:
-    values = list(values)
-    return {"type": "Select", "value": default or values[0], "values": values, "label": label}
+# what a control shows for a parameter left to its default elsewhere (the preset, the scenario, the environment)
+UNSET = {"brackets": PRESET_DEFAULT, "planner": PRESET_DEFAULT, "objective": PRESET_DEFAULT,
+         "network": SCENARIO_DEFAULT, "backend": "auto"}
+
+
+def _value(name: str):
+    default = DashboardParams.model_fields[name].default
+    return UNSET[name] if default is None else default
+
+
+def _select(name: str, label: str, values) -> dict:
+    return {"type": "Select", "value": _value(name), "values": list(values), "label": label}
 
 
 CONTROLS = {
-    "workers": {"type": "InputText", "value": "100", "label": f"Workers (2-{MAX_WORKERS})"},
+    "workers": {"type": "InputText", "value": str(_value("workers")), "label": f"Workers (2-{MAX_WORKERS})"},
     "preset": _select("preset", "Preset", PRESETS),
     "brackets": _select("brackets", "Brackets", [PRESET_DEFAULT, *BRACKET_SETS]),
-    "planner": _select("planner", "Planner", [PRESET_DEFAULT, *PLANNERS], default="blackbox"),
+    "planner": _select("planner", "Planner", [PRESET_DEFAULT, *PLANNERS]),
     "objective": _select("objective", "Objective", [PRESET_DEFAULT, *OBJECTIVES]),
     "worker_mind": _select("worker_mind", "Worker mind", WORKER_MINDS),
     "backend": _select("backend", "LLM backend", BACKENDS),
-    "tax_year_length": {"type": "SliderInt", "value": 5, "min": 1, "max": 100, "step": 1,
+    "tax_year_length": {"type": "SliderInt", "value": _value("tax_year_length"), "min": 1, "max": 100, "step": 1,
                         "label": "Tax-year length (steps)"},
-    "max_steps": {"type": "SliderInt", "value": 100, "min": 10, "max": 500, "step": 10,
+    "max_steps": {"type": "SliderInt", "value": _value("max_steps"), "min": 10, "max": 500, "step": 10,
                   "label": "Steps to run"},
     "scenario_name": _select("scenario_name", "Scenario", SCENARIOS),
     "network": _select("network", "Social network", [SCENARIO_DEFAULT, *NETWORKS]),
-    "rng": {"type": "InputText", "value": "42", "label": "Seed"},
+    "rng": {"type": "InputText", "value": str(SEED), "label": "Seed"},
 }
-"""``model_params`` for :class:`~mesa.visualization.SolaraViz`. The default economy moves when played:
-the black-box planner tries new rates at the end of each 5-step tax year."""
+"""``model_params`` for :class:`~mesa.visualization.SolaraViz`, their defaults those of :class:`DashboardParams`."""
 
 DEFAULTS = {name: spec["value"] for name, spec in CONTROLS.items()}
 
@@ -85,9 +103,11 @@ class DashboardEconomy(EconomyModel):
     ``scenario`` for its own :class:`~mesa.experimental.scenarios.Scenario`.
     """
 
-    def __init__(self, workers="100", preset="calibrated", brackets=PRESET_DEFAULT, planner="blackbox",
-                 objective=PRESET_DEFAULT, worker_mind="rational", backend="auto", tax_year_length=5,
-                 max_steps=100, scenario_name="rational", network=SCENARIO_DEFAULT, rng="42"):
+    def __init__(self, workers=DEFAULTS["workers"], preset=DEFAULTS["preset"], brackets=DEFAULTS["brackets"],
+                 planner=DEFAULTS["planner"], objective=DEFAULTS["objective"], worker_mind=DEFAULTS["worker_mind"],
+                 backend=DEFAULTS["backend"], tax_year_length=DEFAULTS["tax_year_length"],
+                 max_steps=DEFAULTS["max_steps"], scenario_name=DEFAULTS["scenario_name"],
+                 network=DEFAULTS["network"], rng=DEFAULTS["rng"]):
         values = dict(workers=workers, preset=preset, brackets=brackets, planner=planner, objective=objective,
                       worker_mind=worker_mind, backend=backend, tax_year_length=tax_year_length,
                       max_steps=max_steps, scenario_name=scenario_name, network=network, rng=rng)
