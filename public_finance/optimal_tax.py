@@ -97,20 +97,6 @@ def abc_rate(points, incomes, weights, elasticity) -> np.ndarray:
     return np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
 
 
-def pareto_top_rate(incomes, weights, elasticity, threshold) -> float:
-    """Saez's top rate ``(1 - g) / (1 - g + a e)`` with ``a = z_m / (z_m - z*)`` above ``threshold``."""
-    incomes = np.asarray(incomes, dtype=float)
-    weights = np.asarray(weights, dtype=float) / np.mean(weights)
-    above = incomes >= threshold
-    if not above.any():
-        return float("nan")
-    mean_above = incomes[above].mean()
-    a = mean_above / (mean_above - threshold) if mean_above > threshold else np.inf
-    g = weights[above].mean()
-    e = float(np.mean(np.broadcast_to(elasticity, incomes.shape)[above]))
-    return float(np.clip(saez_rate(g, a, e), 0.0, 1.0))
-
-
 def saez_top_rate(incomes, weights, compensated, uncompensated, threshold) -> float:
     """Saez's (2001) top rate with income effects, ``(1 - g) / (1 - g + e_u + e_c (a - 1))``, above ``threshold``.
 

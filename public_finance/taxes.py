@@ -75,11 +75,6 @@ class TaxSchedule:
         rate = self.rates[self._bracket(self.taxable(income))]
         return np.where(income < self.deduction, 0.0, rate)
 
-    def income_kinks(self) -> np.ndarray:
-        """Pre-tax incomes where the marginal rate can change (deduction and bracket edges)."""
-        kinks = self.deduction + self.edges
-        return kinks if self.deduction > 0 else kinks[1:]
-
     def segments(self):
         """``(lower, upper, rate)`` arrays of pre-tax income on which the marginal rate is constant."""
         lower = np.concatenate([[0.0], self.deduction + self.edges]) if self.deduction > 0 else self.edges.copy()

@@ -5,7 +5,7 @@ import pytest
 
 from calibration.gb2 import gb2_quantile
 from public_finance.economy import LinearPreferences, equilibrium
-from public_finance.optimal_tax import (BlackBoxOptimizer, abc_rate, oracle_rates, pareto_top_rate, pattern_search,
+from public_finance.optimal_tax import (BlackBoxOptimizer, abc_rate, oracle_rates, pattern_search,
                                         population_oracle_rates, public_funds_weights, reference_elasticities,
                                         reference_saez_rates, saez_rate, saez_top_rate, stackelberg_evaluator)
 from public_finance.taxes import bracket_set
@@ -33,9 +33,11 @@ def test_abc_schedule_on_pareto_incomes(pareto_incomes):
     assert rates == pytest.approx([0.1667, 0.3333, 0.4286, 0.4667], abs=0.01)
 
 
-def test_pareto_top_rate(pareto_incomes):
+def test_top_rate_on_pareto_incomes_without_income_effects(pareto_incomes):
+    """Pareto(2) above z* = 4, weights 1.5 / z (mean 1): g = E[w (z - z*)] / E[z - z*] = 1.5 (1/3) / 4 = 1/8, and
+    with e_u = e_c = 0.5, a = 2: (1 - g) / (1 - g + e_u + e_c (a - 1)) = 0.875 / 1.875."""
     z = pareto_incomes
-    assert pareto_top_rate(z, 1.0 / z, 0.5, 4.0) == pytest.approx(0.4286, abs=0.01)
+    assert saez_top_rate(z, 1.5 / z, 0.5, 0.5, 4.0) == pytest.approx(0.875 / 1.875, abs=0.01)
 
 
 def test_saez_top_rate_with_income_effects(pareto_incomes):
