@@ -59,7 +59,7 @@ def dispatch(command: str, settings: dict) -> int:
         from visualization.server import serve
 
         print(f"dashboard: http://{settings['host']}:{settings['port']}", flush=True)
-        return serve(host=settings["host"], port=settings["port"]) or 0
+        return serve(host=settings["host"], port=settings["port"], plugins=settings["plugin"]) or 0
     return 0
 
 

@@ -47,7 +47,7 @@ COMMAND_OPTIONS = {
     "sweep": ("plugin", "model_class", *(name for name in PARAMETERS if name not in NOT_SWEPT), "grid", "seeds",
               "executor", "scheduler", "jobs", "out", "overwrite"),
     "replay": ("run", "base_url", "llm_model", "allow_other_model"),
-    "resume": ("run", "base_url", "llm_model", "allow_other_model"), "dashboard": ("host", "port"),
+    "resume": ("run", "base_url", "llm_model", "allow_other_model"), "dashboard": ("plugin", "host", "port"),
 }
 GRID_KEYS = tuple(name for name in COMMAND_OPTIONS["sweep"] if name in PARAMETERS and name not in TOML_ONLY)
 

@@ -113,6 +113,7 @@ BAD = [
     ("run --config {tmp}/c.toml", "planner = \"oracle\"\n[planner_options]\nbogus = 1", "planner_options.bogus"),
     ("run --config {tmp}/c.toml", "planner = \"blackbox\"\n[planner_options]\nsigma = -1", "planner_options.sigma"),
     ("run --plugin {tmp}/missing.py", None, "--plugin"),
+    ("dashboard --plugin {tmp}/missing.py", None, "--plugin"),
 ]
 
 

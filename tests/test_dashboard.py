@@ -258,7 +258,8 @@ def test_worker_inspector_shows_persona_and_history_and_rejects_bad_indices():
     box, rc = solara.render(WorkerInspector(model), handle_error=False)
     agent = next(a for a in model.workers if a.index == 0)
     assert agent.persona and agent.persona in text_of(rc)
-    assert "none (rational minds compute the exact best response" in " ".join(text_of(rc).split())
+    assert ("none (rational minds ask no LLM: Exact utility-maximising hours for all workers at once"
+            in " ".join(text_of(rc).split()))  # the mind's own docstring describes it
     type_into(field(rc, "Worker index (0-29)"), "30")
     assert "worker: must be a whole number from 0 to 29, got '30'" in text_of(rc)
     type_into(field(rc, "Worker index (0-29)"), "5")

@@ -58,12 +58,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_dashboard(port: int, log: Path, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+def start_dashboard(port: int, log: Path, env: dict | None = None, cwd: Path = ROOT,
+                    flags: tuple[str, ...] = ()) -> subprocess.Popen:
     """``python run.py dashboard --port PORT``, as the README says (from the repository root unless ``cwd``
     says otherwise), in a process group of its own (a user's shell gives it one too)."""
     script = "run.py" if cwd == ROOT else str(ROOT / "run.py")
     with log.open("w") as output:
-        return subprocess.Popen([sys.executable, script, "dashboard", "--port", str(port)], cwd=cwd,
+        return subprocess.Popen([sys.executable, script, "dashboard", *flags, "--port", str(port)], cwd=cwd,
                                 stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
@@ -309,3 +310,36 @@ def test_llm_minds_step_in_the_background_with_progress_shown(dashboard_url, llm
     page.screenshot(path=str(ARTIFACTS / "dashboard-llm.png"))
     assert console.errors == []
     page.close()
+
+
+def readme_dashboard_blocks() -> list[tuple[str, str]]:
+    """(language, code) of each fenced block in the README's Dashboard section, in order."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Dashboard\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+def test_a_plugins_mind_is_listed_and_runs_in_the_dashboard(tmp_path, browser):
+    """The README's `python run.py dashboard --plugin my_minds.py`, from the folder that holds the file."""
+    [plugin] = [code for language, code in readme_dashboard_blocks() if language == "python" and "part_time" in code]
+    [command] = [code for language, code in readme_dashboard_blocks() if "--plugin my_minds.py" in code]
+    (tmp_path / "my_minds.py").write_text(plugin, encoding="utf-8")
+    words = command.split()  # python run.py dashboard --plugin my_minds.py
+    assert words[:3] == ["python", "run.py", "dashboard"]
+    port, log = free_port(), tmp_path / "dashboard.log"
+    process = start_dashboard(port, log, cwd=tmp_path, flags=tuple(words[3:]))
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/", process, log)
+        page, console = open_dashboard(browser, f"http://127.0.0.1:{port}/")
+        choose(page, "Worker mind", "part_time")
+        type_into(page, "Workers (2-10000)", "20")
+        press(page, "Reset")
+        page.get_by_text("Step 0 of 100 · 20 workers").wait_for()
+        press(page, "Step")
+        page.get_by_text("Time: 1.0").wait_for()
+        page.get_by_role("tab", name="Page 1").click()
+        page.get_by_text("part_time minds ask no LLM: Half-time work: 20 hours a week, whatever the taxes").wait_for()
+        assert " hours 20.0 " in page.locator("body").inner_text()
+        assert console.errors == []
+        page.close()
+    finally:
+        end(process)

@@ -11,14 +11,22 @@ its first Reset. :func:`Layout` is the page's frame: Solara's app layout plus th
 
 from __future__ import annotations
 
+import os
+
 import solara
 from mesa.visualization import SolaraViz
 
-from visualization.charts import (CurrentSchedule, HoursHistogram, IncomeDistribution,
+from experiments.plugins import load_plugins
+from visualization.server import PLUGINS_VARIABLE
+
+# first: the controls list the names registered when they are built
+load_plugins([path for path in os.environ.get(PLUGINS_VARIABLE, "").split(os.pathsep) if path])
+
+from visualization.charts import (CurrentSchedule, HoursHistogram, IncomeDistribution,  # noqa: E402
                                   InequalityChart, ObjectiveChart, ScheduleHistory)
-from visualization.panels import (ElectionResults, InequalitySummary, LLMAccounting, RunStatus,
+from visualization.panels import (ElectionResults, InequalitySummary, LLMAccounting, RunStatus,  # noqa: E402
                                   SocialNetwork, WorkerInspector)
-from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy
+from visualization.parameters import CONTROLS, DEFAULTS, DashboardEconomy  # noqa: E402
 
 PAGES = {
     "Economy": [RunStatus, CurrentSchedule, ObjectiveChart, ScheduleHistory, HoursHistogram,

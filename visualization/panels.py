@@ -9,6 +9,7 @@ import solara
 from matplotlib.collections import LineCollection
 from mesa.visualization.utils import update_counter
 
+from agents.worker import WORKER_MINDS
 from visualization.charts import Chart
 
 NETWORK_COLOURINGS = ("vote", "satisfaction")
@@ -185,6 +186,12 @@ def worker_history(model, agent):
     return history.rename(columns={"skill": SKILL_LABEL})
 
 
+def mind_description(name: str) -> str:
+    """The first line of a registered worker mind's docstring, as its author describes it."""
+    doc = (WORKER_MINDS[name].__doc__ or "").strip()
+    return doc.splitlines()[0].rstrip(".") if doc else "no description"
+
+
 @solara.component
 def WorkerInspector(model):
     """One worker's persona, current state, history, and last prompt and answer."""
@@ -208,8 +215,8 @@ def WorkerInspector(model):
                 f"tax ${agent.tax:,.0f} · utility {agent.utility:.3f}")
     exchanges = getattr(model.worker_mind, "last_exchange", None)
     if exchanges is None:
-        solara.Text(f"Last prompt and answer: none ({model.model_kwargs['worker_mind']} minds "
-                    "compute the exact best response, without an LLM).")
+        name = model.model_kwargs["worker_mind"]
+        solara.Text(f"Last prompt and answer: none ({name} minds ask no LLM: {mind_description(name)}).")
     elif index not in exchanges:
         solara.Text("Last prompt and answer: none yet (this worker has not been asked, or follows its "
                     "archetype's representative).")

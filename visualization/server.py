@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from visualization import assets
 
 APP = Path(__file__).with_name("app.py")
+PLUGINS_VARIABLE = "LLM_ECONOMIST_PLUGINS"  # the server's plugin files, os.pathsep-separated: see app.py
 STOP_GRACE_S = 10.0  # how long the server may take to close its connections before it is killed
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -30,10 +33,11 @@ def command(host: str = "127.0.0.1", port: int = 8765) -> list[str]:
             "--production"]
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, wait: bool = True,
+def serve(host: str = "127.0.0.1", port: int = 8765, wait: bool = True, plugins: Sequence[str] = (),
           **popen_kwargs) -> subprocess.Popen | int:
     """Run the dashboard server on ``host:port`` as a subprocess, after putting its front-end files in place
-    (:func:`visualization.assets.ensure`).
+    (:func:`visualization.assets.ensure`). The server loads the ``plugins`` (Python files that register minds,
+    planners, ...) before it builds its controls, so that their names are in the menus.
 
     With ``wait``, block until it exits and return its exit code: SIGTERM or SIGINT stop the server
     too (killed after :data:`STOP_GRACE_S`) and give 128 + the signal number, and missing front-end
@@ -43,6 +47,11 @@ def serve(host: str = "127.0.0.1", port: int = 8765, wait: bool = True,
     (``results/llm-responses.sqlite``) resolve in its ``cwd``, by default the caller's, as for the other
     ``run.py`` commands.
     """
+    environment = dict(popen_kwargs.pop("env", None) or os.environ)
+    environment.pop(PLUGINS_VARIABLE, None)
+    if plugins:
+        environment[PLUGINS_VARIABLE] = os.pathsep.join(str(Path(path).resolve()) for path in plugins)
+    popen_kwargs["env"] = environment
     if not wait:
         assets.ensure(say=lambda line: None)
         return subprocess.Popen(command(host, port), **popen_kwargs)
