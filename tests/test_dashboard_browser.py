@@ -343,3 +343,59 @@ def test_a_plugins_mind_is_listed_and_runs_in_the_dashboard(tmp_path, browser):
         page.close()
     finally:
         end(process)
+
+
+def server_process(dashboard: subprocess.Popen) -> int:
+    """The Solara server's pid: the child of ``run.py dashboard``."""
+    children = Path(f"/proc/{dashboard.pid}/task/{dashboard.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def held(pid: int) -> tuple[int, int, int]:
+    """Threads, open files and child processes of ``pid``."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    children = sum(len(Path(f"/proc/{pid}/task/{task}/children").read_text().split()) for task in tasks)
+    return len(tasks), len(os.listdir(f"/proc/{pid}/fd")), children
+
+
+def settled(pid: int, most: tuple[int, int, int], timeout: float = 20.0) -> tuple[int, int, int]:
+    """What ``pid`` holds once it holds no more than ``most`` (closing is asynchronous), or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    now = held(pid)
+    while any(a > b for a, b in zip(now, most)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = held(pid)
+    return now
+
+
+@pytest.mark.parametrize("backend,resets", [("openai", 20), ("embedded", 3)])
+def test_reset_closes_the_replaced_models_llm_client(backend, resets, tmp_path, browser):
+    """Mesa's Reset replaces the model: the old one's LLM client (its thread, connections, and with the
+    embedded backend its model server) is closed, so repeated Resets hold no more than the first."""
+    with FaultServer() as fast:
+        env = {**os.environ, "LLM_BASE_URL": fast.base_url, "LLM_MODEL": "fault-model"}
+        if backend == "embedded":
+            env = {name: value for name, value in env.items() if name not in ("LLM_BASE_URL", "LLM_MODEL")}
+        port, log = free_port(), tmp_path / "dashboard.log"
+        process = start_dashboard(port, log, env, cwd=tmp_path)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}/", process, log)
+            page, console = open_dashboard(browser, f"http://127.0.0.1:{port}/")
+            choose(page, "Worker mind", "llm")
+            choose(page, "LLM backend", backend)
+            type_into(page, "Workers (2-10000)", "2")
+            server = server_process(process)
+            for reset in range(resets):
+                press(page, "Reset")
+                page.get_by_text("Time: 0.0").wait_for()
+                press(page, "Step")
+                page.get_by_text("Time: 1.0").wait_for(timeout=120_000)
+                if reset == 0:
+                    first = held(server)
+            now = settled(server, first)
+            assert all(a <= b for a, b in zip(now, first)), f"threads, files, children: {now}, first {first}"
+            assert console.errors == []
+            page.close()
+        finally:
+            end(process)

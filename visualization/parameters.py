@@ -15,13 +15,14 @@ from pydantic import Field
 from agents.network import NETWORKS
 from agents.planner import PLANNERS
 from agents.worker import WORKER_MINDS
-from model.model import EconomyModel
 from llm_runtime.config import BACKENDS
+from model.model import EconomyModel
 from model.params import PRESETS, EconomyParams
 from model.scenarios import SCENARIOS
 from public_finance.taxes import BRACKET_SETS
 from public_finance.welfare import OBJECTIVES
 from validation import validate
+from visualization import lifecycle
 from visualization.baselines import ORACLE_MAX_EVALUATIONS
 
 PRESET_DEFAULT = "preset default"
@@ -121,6 +122,7 @@ class DashboardEconomy(EconomyModel):
             super().__init__(**self.model_kwargs)
             self.input_error = str(error)
             self.running = False
+        lifecycle.adopt(self)  # in a browser session, the model this one replaces is closed
 
     def step(self):
         """Advance the economy; a model built from invalid input stays where it is."""
