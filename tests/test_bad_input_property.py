@@ -86,6 +86,9 @@ def test_flags_give_settings_or_one_line_naming_the_flag(command, pairs):
         assert "\n" not in text and "; allowed: " in text, text
         named = {flag(name) for name, _ in pairs} | {"arguments", "--run", "--out", "command"}
         assert any(text.startswith(f) or f in text for f in named), (argv, text)
+    except SystemExit as stop:  # a value that is -h or --help (or its prefix) where an option may start asks for help
+        assert stop.code == 0 and any(word == "-h" or len(word) > 2 and "--help".startswith(word)
+                                      for word in argv), argv
 
 
 # Inputs that once gave a traceback or a silent exit: each exits 2 with one line naming its field, and writes
