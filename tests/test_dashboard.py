@@ -25,7 +25,8 @@ from experiments import plots
 from llm_runtime.accounting import Accounting
 from model.model import EconomyModel
 from visualization import app, assets, baselines, server
-from visualization.charts import (CurrentSchedule, HoursHistogram, ObjectiveChart, ScheduleHistory,
+from visualization.charts import (FIGURE_SIZE, MIN_RELATIVE_SPAN, CurrentSchedule, HoursHistogram,
+                                  ObjectiveChart, ScheduleHistory, distinct_series, hours_bins, png, readable_span,
                                   workers_axis)
 from visualization.panels import (NETWORK_COLOURINGS, SKILL_LABEL, ElectionResults, LLMAccounting, RunStatus,
                                   SocialNetwork, WorkerInspector, worker_history)
@@ -464,3 +465,35 @@ def test_a_stop_signal_ends_the_server_child_too(tmp_path, stop_signal):
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
             parent.wait()
+
+
+def test_a_flat_series_with_floating_point_noise_is_drawn_flat_without_offset_notation():
+    figure = Figure(figsize=FIGURE_SIZE, dpi=72)
+    level = 66.18724268
+
+    def draw(figure, axes):
+        axes.plot([0, 1, 2], [level, level + 1e-10, level - 1e-10])
+        readable_span(axes)
+
+    png(figure, draw)
+    axes = figure.axes[0]
+    low, high = axes.get_ylim()
+    assert high - low >= MIN_RELATIVE_SPAN * level * 0.999  # the noise is a flat line, not a swing
+    labels = [label.get_text() for label in axes.get_yticklabels()]
+    assert axes.yaxis.get_offset_text().get_text() == "" and not any("e" in label for label in labels), labels
+
+
+def test_hours_are_binned_to_their_own_spread():
+    hours = np.random.default_rng(3).uniform(38.4, 40.5, 1000)  # everybody near 40 h
+    bins = hours_bins(hours, 80.0)
+    counts, _ = np.histogram(hours, bins)
+    assert counts.sum() == hours.size and (counts > 0).sum() >= 5
+    assert bins[0] >= 0 and bins[-1] <= 80.0
+    wide = hours_bins(np.array([0.0, 80.0]), 80.0)
+    assert wide[0] == 0.0 and wide[-1] == 80.0 and len(wide) <= 21
+
+
+def test_baselines_that_coincide_are_one_labelled_line():
+    same = np.linspace(1.0, 2.0, 5)
+    merged = distinct_series({"us_federal": same, "saez": same + 1e-9, "oracle": same + 0.1})
+    assert list(merged) == ["us_federal = saez", "oracle"]

@@ -30,9 +30,28 @@ def png(figure: Figure, draw: Callable) -> bytes:
     """
     figure.clear()
     axes = figure.subplots()
+    plain_numbers(axes)
     figure.subplots_adjust(left=0.14, right=0.88, bottom=0.2, top=0.9)
     draw(figure, axes)
     return encode(figure)
+
+
+def plain_numbers(axes) -> None:
+    """Tick labels as the numbers themselves: never an offset (``1e-10+6.6e1``) or a scientific multiplier."""
+    axes.ticklabel_format(useOffset=False, style="plain")
+
+
+MIN_RELATIVE_SPAN = 0.01  # a series that moves by less than 1 % of its level is shown as flat
+
+
+def readable_span(axes) -> None:
+    """Widen the y-axis to at least :data:`MIN_RELATIVE_SPAN` of its level, so that floating-point noise in a
+    flat series is drawn as the flat line it is, not as a swing across the whole chart."""
+    low, high = axes.get_ylim()
+    middle = (low + high) / 2
+    span = MIN_RELATIVE_SPAN * max(abs(middle), 1e-3)
+    if high - low < span:
+        axes.set_ylim(middle - span / 2, middle + span / 2)
 
 
 def encode(figure: Figure) -> bytes:
@@ -60,6 +79,7 @@ def update_lines(artists: dict) -> None:
     for axes in artists["axes"]:
         axes.relim()
         axes.autoscale_view()
+        readable_span(axes)
 
 
 @solara.component
@@ -120,19 +140,42 @@ def ScheduleHistory(model):
     update_counter.get()
     history = model.planner.history
 
+    now = max(int(model.time), 1)  # drawn up to the step shown, not to the end of the run
+
     def draw(figure, axes):
-        steps = [step for step, _ in history] + [model.max_steps]
+        steps = [step for step, _ in history] + [now]
         rates = np.array([rates for _, rates in history] + [history[-1][1]])
         axes.set_title(f"Rate history ({len(history) - 1} changes)", fontsize=11)
-        for j, label in enumerate(bracket_labels(model.schedule)):
-            axes.step(steps, 100 * rates[:, j], where="post", label=label)
+        lines = [axes.step(steps, 100 * rates[:, j], where="post", label=label)[0]
+                 for j, label in enumerate(bracket_labels(model.schedule))]
         axes.set_ylabel("marginal rate (%)")
         axes.set_ylim(0, 100)
-        axes.set_xlim(0, model.max_steps)
+        axes.set_xlim(0, now)
         steps_axis(axes)
         axes.legend(fontsize=7, ncol=2, loc="upper left")
+        return {"lines": lines, "axes": axes}
 
-    Chart(draw, [id(model), len(history)])
+    def update(artists):  # a step without new rates: the last rates reach one step further
+        for line in artists["lines"]:
+            steps, rates = line.get_data()
+            line.set_data(np.append(np.asarray(steps)[:-1], now), rates)
+        artists["axes"].set_xlim(0, now)
+
+    Chart(draw, [id(model), len(history), now], update=update, layout=(id(model), len(history)))
+
+
+def distinct_series(series: dict[str, np.ndarray], tolerance: float = 1e-6) -> dict[str, np.ndarray]:
+    """The series with those that coincide (within ``tolerance`` of their level at every step) merged into one,
+    labelled with every name (``saez = us_federal``): dashed lines drawn on top of each other would show one."""
+    merged: dict[str, np.ndarray] = {}
+    for name, values in series.items():
+        same = next((label for label, kept in merged.items() if kept.shape == values.shape and np.allclose(
+            kept, values, rtol=tolerance, atol=tolerance * max(1.0, float(np.max(np.abs(kept)))))), None)
+        if same is None:
+            merged[name] = values
+        else:
+            merged[f"{same} = {name}"] = merged.pop(same)
+    return merged
 
 
 @solara.component
@@ -146,11 +189,12 @@ def ObjectiveChart(model):
         objective = model_series(model, "objective")
         axes.set_title(f"Objective: {model.objective_name}", fontsize=11)
         run, = axes.plot(np.arange(objective.size), objective, color="tab:blue", linewidth=2, label="this run")
-        for name, series in baselines.items():
-            if not isinstance(series, str):
-                axes.plot(np.arange(series.size), series, linestyle="--", color=BASELINE_COLOURS[name],
-                          label=name)
+        drawn = distinct_series({name: series for name, series in baselines.items() if not isinstance(series, str)})
+        for label, series in drawn.items():
+            axes.plot(np.arange(series.size), series, linestyle="--",
+                      color=BASELINE_COLOURS[label.split(" = ")[0]], label=label)
         steps_axis(axes)
+        readable_span(axes)
         axes.legend(fontsize=8, loc="lower right")
         return {"run": run, "axes": [axes]}
 
@@ -169,12 +213,25 @@ def round_up(value: float, digits: int = 2) -> float:
     return float(np.ceil(value / unit) * unit)
 
 
+HOURS_BIN_WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def hours_bins(hours: np.ndarray, cap: float, bins: int = 20) -> np.ndarray:
+    """Bin edges over the hours' own spread (whole hours or fractions of one, about ``bins`` bins), within
+    [0, ``cap``]: hours bunched near 40 get several bars, not one."""
+    low, high = float(np.min(hours)), float(np.max(hours))
+    width = next((w for w in HOURS_BIN_WIDTHS if (high - low) / w <= bins), cap / bins)
+    start = max(0.0, np.floor(low / width) * width - width)
+    stop = min(cap, np.ceil(high / width) * width + width)
+    return np.arange(start, stop + width / 2, width)
+
+
 @solara.component
 def HoursHistogram(model):
     """Distribution of weekly hours this step."""
     update_counter.get()
     hours = model.workforce.hours
-    bins = np.linspace(0, model.hours_cap, 21)
+    bins = hours_bins(hours, model.hours_cap)
     mean = f"{hours.mean():.1f}"
 
     def draw(figure, axes):
@@ -233,10 +290,13 @@ def InequalityChart(model):
         axes.set_ylabel("Gini")
         steps_axis(axes)
         income = axes.twinx()
+        plain_numbers(income)
         lines["mean_income"], = income.plot(np.arange(values["mean_income"].size), values["mean_income"],
                                             color="tab:grey", linestyle=":", label="mean income")
         income.set_ylabel("mean income ($k)")
         figure.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.14, 0.2))
+        for shown in (axes, income):
+            readable_span(shown)
         return {"lines": lines, "axes": [axes, income]}
 
     def update(artists):
