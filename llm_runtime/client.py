@@ -89,12 +89,12 @@ class LLMClient:
         self.concurrency = min(cfg.concurrency, cfg.embedded_slots) if embedded else cfg.concurrency
         try:
             if embedded:
-                from .embedded import EmbeddedServer
+                from .embedded import SHARED
 
                 if cfg.store_mode != "replay":
-                    self.embedded = EmbeddedServer(self.backend.model_path, slots=cfg.embedded_slots,
+                    self.embedded = SHARED.acquire(self.backend.model_path, slots=cfg.embedded_slots,
                                                    ctx_per_slot=cfg.embedded_ctx_per_slot,
-                                                   threads=cfg.embedded_threads).start()
+                                                   threads=cfg.embedded_threads)
                     urls = (self.embedded.base_url,)
                 else:
                     urls = ("http://127.0.0.1:9/v1",)  # replay sends nothing
@@ -225,7 +225,9 @@ class LLMClient:
                 log.debug("closing the LLM client: %s", type(err).__name__)
             self._loop.stop()
         if self.embedded is not None:
-            self.embedded.stop()
+            from .embedded import SHARED
+
+            SHARED.release(self.embedded)  # stopped when no other client in this process uses it
         if self.store is not None:
             self.store.close()
         atexit.unregister(self.close)

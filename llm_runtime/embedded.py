@@ -97,6 +97,9 @@ class EmbeddedServer:
         self.stop()
         raise ParameterError("embedded_model_path", "embedded server never became healthy", "a loadable GGUF file")
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None:
@@ -111,6 +114,45 @@ class EmbeddedServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+class SharedServers:
+    """One embedded server per model file and settings in a process, shared by every client that asks for it
+    (the dashboard's browser sessions, say): each holds ~350 MB and a core. It stops when its last client lets go.
+    """
+
+    def __init__(self):
+        self._servers: dict[tuple, tuple[EmbeddedServer, int]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, model_path: str, *, slots: int, ctx_per_slot: int, threads: int | None) -> EmbeddedServer:
+        key = (model_path, slots, ctx_per_slot, threads)
+        with self._lock:  # held while a server starts: a second client waits for it rather than start another
+            server, users = self._servers.get(key, (None, 0))
+            if server is None or not server.alive():  # a server that died is started again
+                server = EmbeddedServer(model_path, slots=slots, ctx_per_slot=ctx_per_slot, threads=threads).start()
+            self._servers[key] = (server, users + 1)
+            return server
+
+    def release(self, server: EmbeddedServer) -> None:
+        with self._lock:
+            key = next((key for key, (held, _) in self._servers.items() if held is server), None)
+            if key is None:
+                return
+            users = self._servers[key][1] - 1
+            if users:
+                self._servers[key] = (server, users)
+                return
+            del self._servers[key]
+        server.stop()
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._servers)
+
+
+SHARED = SharedServers()
+"""The process's embedded servers (:meth:`LLMClient` acquires one and releases it when closed)."""
 
 
 def _serve(model: str, slots: int, ctx_per_slot: int, threads: int) -> None:

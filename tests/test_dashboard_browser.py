@@ -372,7 +372,8 @@ def settled(pid: int, most: tuple[int, int, int], timeout: float = 20.0) -> tupl
 @pytest.mark.parametrize("backend,resets", [("openai", 20), ("embedded", 3)])
 def test_reset_closes_the_replaced_models_llm_client(backend, resets, tmp_path, browser):
     """Mesa's Reset replaces the model: the old one's LLM client (its thread, connections, and with the
-    embedded backend its model server) is closed, so repeated Resets hold no more than the first."""
+    embedded backend its share of the model server) is closed, so repeated Resets hold no more than the first;
+    sessions share one embedded model server."""
     with FaultServer() as fast:
         env = {**os.environ, "LLM_BASE_URL": fast.base_url, "LLM_MODEL": "fault-model"}
         if backend == "embedded":
@@ -395,6 +396,16 @@ def test_reset_closes_the_replaced_models_llm_client(backend, resets, tmp_path, 
                     first = held(server)
             now = settled(server, first)
             assert all(a <= b for a, b in zip(now, first)), f"threads, files, children: {now}, first {first}"
+            if backend == "embedded":  # one embedded model server for the process, shared by a second session
+                other, _ = open_dashboard(browser, f"http://127.0.0.1:{port}/")
+                choose(other, "Worker mind", "llm")
+                choose(other, "LLM backend", backend)
+                type_into(other, "Workers (2-10000)", "2")
+                press(other, "Reset")
+                press(other, "Step")
+                other.get_by_text("Time: 1.0").wait_for(timeout=120_000)
+                assert held(server)[2] == 1
+                other.close()
             assert console.errors == []
             page.close()
         finally:

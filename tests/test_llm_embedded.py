@@ -60,6 +60,28 @@ def test_embedded_model_answers_four_concurrent_schema_requests_and_stops_cleanl
     assert server.proc is None and proc.poll() is not None and port_is_free(port)
 
 
+def test_clients_in_one_process_share_one_embedded_server_until_the_last_closes():
+    from llm_runtime.embedded import SHARED
+
+    config = LLMConfig(backend="embedded", store_mode="off", embedded_slots=1, embedded_ctx_per_slot=1024,
+                       max_tokens=40, embedded_threads=1)
+    first = LLMClient(config, env={})
+    second = LLMClient(config, env={})  # a second dashboard session, say
+    try:
+        server = first.embedded
+        assert second.embedded is server and SHARED.running() == 1
+        first.close()
+        assert server.alive()  # still serving the second client
+        result = second.complete(LLMRequest(key=("shared", 0), schema=Plan, messages=[
+            {"role": "user", "content": "How many hours will you work this week? Reply in JSON."}]))
+        assert result.ok or not result.failure.kind.is_transient, result.failure  # the server answered
+        assert second.accounting.to_dict()["sends"] >= 1
+    finally:
+        first.close()
+        second.close()
+    assert not server.alive() and SHARED.running() == 0
+
+
 def test_llm_minds_on_the_embedded_model_replay_with_no_http(tmp_path):
     """The main job's path: LLM workers and planner on the embedded model, then a replay-only rerun."""
     from model.model import EconomyModel
