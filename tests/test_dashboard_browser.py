@@ -225,6 +225,9 @@ def test_controls_step_and_plots_update_in_chromium(dashboard_url, browser):
     page, console = open_dashboard(browser, dashboard_url)
     assert console.errors == []
     assert "Step 0 of 100 · 100 workers" in status(page)
+    charts = page.evaluate("""() => Array.from(document.images).map(image => [
+        image.getBoundingClientRect().width, image.closest('.vue-grid-item').getBoundingClientRect().width])""")
+    assert len(charts) >= 6 and all(width >= 0.8 * cell for width, cell in charts), charts  # charts fill their cells
 
     choose(page, "Planner", "blackbox")
     type_into(page, "Workers (2-10000)", "60")

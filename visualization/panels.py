@@ -124,7 +124,7 @@ def draw_votes(axes, xy, votes):
     if np.any(votes == -1):
         none = votes == -1
         axes.scatter(xy[none, 0], xy[none, 1], s=20, color="lightgrey", zorder=2, label="no vote")
-    axes.legend(fontsize=7, loc="lower left", title="voted for", title_fontsize=7)
+    axes.legend(fontsize=8, loc="lower left", title="voted for", title_fontsize=8)
 
 
 @solara.component
