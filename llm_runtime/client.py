@@ -41,15 +41,27 @@ class _LoopThread:
     def submit(self, coro) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro):
-        return self.submit(coro).result()
+    def run(self, coro, timeout: float | None = None):
+        return self.submit(coro).result(timeout)
 
     def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
+            self.thread.join(CLOSE_TIMEOUT_S)
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
+
+
+_ENDED = object()
+CLOSE_TIMEOUT_S = 10.0  # closing never waits longer than this for the loop: a loop that is stuck is left behind
+
+
+async def _then_put(batch, finished: queue.SimpleQueue, ended) -> list[LLMResult]:
+    """``batch``'s results; ``ended`` goes into ``finished`` when it ends, whatever the outcome."""
+    try:
+        return await batch
+    finally:
+        finished.put(ended)
 
 
 async def _cancel_pending() -> None:
@@ -159,19 +171,26 @@ class LLMClient:
         if progress is not None and not isinstance(requests, Sized):
             requests = list(requests)
         self._engine.rejected = None
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-        batch = self._loop.submit(self._engine.run_batch(requests, finished.put if progress else None))
+        finished: queue.SimpleQueue = queue.SimpleQueue()  # each answered request's index, then _ENDED
+        batch = self._loop.submit(_then_put(self._engine.run_batch(requests, finished.put if progress else None),
+                                            finished, _ENDED))
         try:
+            # Until the batch has ended this thread waits on the queue alone, never on the batch's Future: a Ctrl-C
+            # that lands just after a `with lock:` has taken the Future's lock leaves it taken (`with` is not atomic
+            # with respect to signals), and the loop thread, which must take it to finish the batch, would wait for
+            # ever.
+            done, n = 0, len(requests) if progress is not None else 0
             if progress is not None:
-                done, n = 0, len(requests)
                 progress(0, n)
-                while done < n and not (batch.done() and finished.empty()):
-                    try:
-                        finished.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    done += 1
-                    progress(done, n)
+            while True:
+                try:
+                    item = finished.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is _ENDED:
+                    break
+                done += 1
+                progress(done, n)
             try:
                 results = batch.result()
             except BuildInterrupted as err:
@@ -218,9 +237,9 @@ class LLMClient:
         self._closed = True
         if self._loop is not None:
             try:
-                self._loop.run(_cancel_pending())  # e.g. a batch interrupted by Ctrl-C: end it before closing
+                self._loop.run(_cancel_pending(), CLOSE_TIMEOUT_S)  # e.g. a batch interrupted by Ctrl-C: end it
                 for ep in self._endpoints:
-                    self._loop.run(ep.aclose())
+                    self._loop.run(ep.aclose(), CLOSE_TIMEOUT_S)
             except Exception as err:  # noqa: BLE001 - closing must not raise
                 log.debug("closing the LLM client: %s", type(err).__name__)
             self._loop.stop()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+import threading
+import time
+
 import pytest
 
 from llm_runtime import LLMClient, LLMConfig, RequestStream
@@ -90,3 +93,20 @@ def test_any_iterable_is_a_batch(tmp_path):
     assert [r.key for r in results] == [r.key for r in work_requests(5)]
 
 
+
+
+def test_close_returns_even_when_the_clients_loop_is_stuck(tmp_path, monkeypatch):
+    """A loop thread that never comes back (say, waiting on a lock that a Ctrl-C left taken) cannot hang closing:
+    each wait is bounded, and the stuck daemon thread is left behind."""
+    from llm_runtime import client as client_module
+
+    monkeypatch.setattr(client_module, "CLOSE_TIMEOUT_S", 1.0)
+    release = threading.Event()
+    with FaultServer() as srv:
+        client = LLMClient(config(srv.base_url, tmp_path / "stuck.sqlite"))
+        client._loop.loop.call_soon_threadsafe(release.wait)  # the loop's thread blocks here
+        start = time.monotonic()
+        client.close()
+        took = time.monotonic() - start
+        release.set()
+    assert took < 10, took  # two bounded waits of 1 s (and the store's close), not for ever
