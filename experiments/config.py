@@ -71,12 +71,11 @@ def parse_grid(value, *, flag_given: bool, label: str) -> dict[str, list]:
         pairs = [item.partition("=") for item in value]
         if any(not sep or not values.strip() for _, sep, values in pairs) or len({n for n, _, _ in pairs}) < len(pairs):
             raise ConfigError(label, f"{value!r} is not NAME=V1,V2 once per name", words)
-        value = {ALIASES.get(name.strip(), name.strip()): [v.strip() for v in values.split(",")]
-                 for name, _, values in pairs}
+        value = {name.strip(): [v.strip() for v in values.split(",")] for name, _, values in pairs}
         if lists := [name for name in value if name in COMMA_LISTS and name in GRID_KEYS]:
             raise ConfigError(label, f"{lists[0]} takes a list per grid point",
                               f"a [grid] table in the --config file, e.g. {lists[0]} = [[0.1, 0.2], [0.3, 0.4]]")
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # from a flag or a [grid] table, a short spelling is the parameter's own name
         value = {ALIASES.get(name, name): values for name, values in value.items()}
     if not isinstance(value, dict) or any(n not in GRID_KEYS or not isinstance(v, list) or not v
                                           for n, v in value.items()):
